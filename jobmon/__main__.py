@@ -1,0 +1,3 @@
+from jobmon.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,379 @@
+"""``jobmon``: register jobs, check them, watch them. One small function per command.
+
+Exit codes: 0 done; 1 the operation failed (no such job, the watcher died); 2 bad usage, bad
+config or a value jobmon refuses; 3 the registry cannot be read (it is left untouched).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:
+    from jobmon.config import Config
+    from jobmon.registry import Registry
+
+OK, FAILED, USAGE, REGISTRY = 0, 1, 2, 3
+
+
+class Failure(Exception):
+    """Ends a command with one line on stderr and an exit code."""
+
+    def __init__(self, message: str, code: int = FAILED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def _setup_logging(verbose: int) -> None:
+    from loguru import logger
+
+    level = os.environ.get("JOBMON_LOG") or ("DEBUG" if verbose > 1 else "INFO" if verbose else "WARNING")
+    logger.remove()
+    logger.add(sys.stderr, level=level.upper(), format="{time:HH:mm:ss} {level} {message}")
+
+
+def _config(args: argparse.Namespace) -> "Config":
+    from jobmon import config
+
+    try:
+        return config.load(args.config)
+    except config.ConfigError as exc:
+        raise Failure(str(exc), USAGE) from None
+
+
+def _registry(args: argparse.Namespace) -> "Registry":
+    from jobmon import registry
+
+    owner = registry.session(args.session, os.environ)
+    try:
+        return registry.Registry(registry.registry_path(args.root, owner.session_id, os.environ))
+    except registry.RegistryError as exc:
+        raise Failure(str(exc), USAGE) from None
+
+
+def _printer(args: argparse.Namespace, config: "Config | None" = None):  # type: ignore[no-untyped-def]
+    from jobmon.events import Printer
+
+    return Printer(as_json=args.json, max_line=config.settings.max_line if config else 400)
+
+
+def _match(job, args: argparse.Namespace) -> bool:  # type: ignore[no-untyped-def]
+    return (job.id == args.id and (args.type is None or job.type == args.type)
+            and (args.host is None or job.host == args.host))
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_add(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from jobmon import registry as reg
+
+    config = _config(args)
+    if args.type not in config.types:
+        from jobmon.config import _unknown_type
+
+        raise Failure(f"--type: {_unknown_type(args.type, config.types)}; see `jobmon types`", USAGE)
+    fields = dict(_pairs(args.field))
+    values = {"id": args.id, "host": args.host or "", "user": args.user or "", "file": args.file or "", **fields}
+    jtype, _ = config.resolve(args.type, values["host"])
+    undeclared = [k for k in fields if k not in jtype.fields]
+    if undeclared:
+        raise Failure(f"--field {undeclared[0]}: job type '{args.type}' has no such field "
+                      f"(fields: {', '.join(jtype.fields)})", USAGE)
+    problem = jtype.problem(values)
+    if problem:
+        raise Failure(problem, USAGE)
+    owner = reg.session(args.session, os.environ)
+    extra = {k: v for k, v in {"file": values["file"], **fields}.items() if v}
+    job = reg.Job(type=args.type, id=args.id, host=values["host"], user=values["user"],
+                  submitted=datetime.now().strftime("%Y-%m-%d %H:%M"), description=args.desc or "",
+                  owner=owner, fields=extra)
+    registry = _registry(args)
+    with registry.transaction() as entries:
+        existing = [i for i, e in enumerate(entries) if isinstance(e, reg.Job) and e.key == job.key]
+        if existing:
+            old = entries[existing[0]]
+            if args.desc is not None:
+                entries[existing[0]] = replace(old, description=args.desc)  # type: ignore[arg-type]
+            print(f"jobmon: {job.type} {job.label} is already registered", file=sys.stderr)
+        else:
+            entries.append(job)
+    print(f"registered {job.type} {job.label} in {registry.path}", file=sys.stderr)
+    if args.watch:
+        _start_watcher(args, registry)
+    return OK
+
+
+def _pairs(items: Sequence[str] | None) -> list[tuple[str, str]]:
+    out = []
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise Failure(f"--field {item!r}: expected NAME=VALUE", USAGE)
+        out.append((key, value))
+    return out
+
+
+def _start_watcher(args: argparse.Namespace, registry: "Registry") -> None:
+    from jobmon import run
+    from jobmon.registry import WatchLock
+
+    lock = WatchLock(registry)
+    holder = lock.acquire()
+    if holder is not None:
+        print(f"jobmon: a watcher already runs for this registry (pid {holder})", file=sys.stderr)
+        return
+    lock.release()
+    argv = [sys.executable, "-m", "jobmon", "watch", "--root", str(registry.path.parents[3]),
+            "--session", registry.path.parent.name]
+    if args.config:
+        argv += ["--config", args.config]
+    if args.json:
+        argv.append("--json")
+    log = registry.path.with_name("watch.log")
+    pid = run.spawn(argv, str(log))
+    print(f"jobmon: watcher started (pid {pid}), events in {log}", file=sys.stderr)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from jobmon.registry import Invalid
+
+    registry = _registry(args)
+    entries = _read(registry)
+    if args.json:
+        for e in entries:
+            print(json.dumps(e.data if isinstance(e, Invalid) else e.to_dict(), ensure_ascii=False))
+        return OK
+    for e in entries:
+        if isinstance(e, Invalid):
+            print(f"?  {e.reason}")
+        else:
+            desc = f' "{e.description}"' if e.description else ""
+            print(f"{e.type:<10} {e.label:<28} {e.last_status or 'NEW':<12} {e.submitted}{desc}")
+    if not entries:
+        print(f"no jobs in {registry.path}", file=sys.stderr)
+    return OK
+
+
+def _read(registry: "Registry") -> list:  # type: ignore[type-arg]
+    from jobmon.registry import RegistryError
+
+    try:
+        return registry.read()
+    except RegistryError as exc:
+        raise Failure(str(exc), REGISTRY) from None
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    from jobmon.registry import Job
+
+    if not any(isinstance(e, Job) for e in _read(registry)):
+        from jobmon.events import Event
+
+        _printer(args).emit(Event(kind="summary", detail="no jobs registered", counts={}))
+        return OK
+    watcher = _watcher(args, registry)
+    active = _guard(lambda: watcher.cycle(everything=True))
+    watcher.printer.emit(watcher.summary_event(active))
+    return OK
+
+
+def _watcher(args: argparse.Namespace, registry: "Registry"):  # type: ignore[no-untyped-def]
+    from jobmon.watch import Watcher
+
+    config = _config(args)
+    return Watcher(config, registry, _printer(args, config), interval=getattr(args, "interval", None))
+
+
+def _guard(fn: Callable[[], object]):  # type: ignore[no-untyped-def]
+    from jobmon.registry import RegistryError
+
+    try:
+        return fn()
+    except RegistryError as exc:
+        raise Failure(str(exc), REGISTRY) from None
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import signal
+
+    from jobmon.events import Event
+    from jobmon.registry import WatchLock
+
+    registry = _registry(args)
+    if args.interval is not None and args.interval <= 0:
+        raise Failure("--interval: must be greater than 0", USAGE)
+    watcher = _watcher(args, registry)
+    lock = WatchLock(registry)
+    holder = lock.acquire()
+    if holder is not None:
+        watcher.printer.emit(Event(kind="error", detail=f"jobmon-watch: already watching {registry.path} (pid {holder})"))
+        return OK
+
+    def stop(signum: int, _frame: object) -> None:
+        watcher.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        watcher.loop(once=args.once)
+        if watcher.stop.is_set():
+            active = [e for e in _read(registry) if hasattr(e, "key")]
+            summary = watcher.summary_event(active)
+            watcher.printer.emit(Event(kind="summary", detail=f"watch stopped: {summary.detail}", counts=summary.counts))
+        return OK
+    except Exception as exc:  # the last words an agent's Monitor will see
+        from loguru import logger
+
+        logger.exception("watcher failed")
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        watcher.printer.emit(Event(kind="error", detail=f"jobmon-watch: fatal: {message}"))
+        return REGISTRY if type(exc).__name__ == "RegistryError" else FAILED
+    finally:
+        lock.release()
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    from jobmon.registry import Job
+
+    registry = _registry(args)
+    removed = []
+    with registry.transaction() as entries:
+        keep = []
+        for e in entries:
+            (removed if isinstance(e, Job) and _match(e, args) else keep).append(e)
+        entries[:] = keep
+    if not removed:
+        raise Failure(f"no job {args.id} in {registry.path}", FAILED)
+    now = datetime.now().isoformat(timespec="seconds")
+    registry.append_history([{**j.to_dict(), "removed": now} for j in removed])
+    for job in removed:
+        print(f"removed {job.type} {job.label}", file=sys.stderr)
+    return OK
+
+
+def cmd_types(args: argparse.Namespace) -> int:
+    config = _config(args)
+    for name, jtype in config.types.items():
+        if args.json:
+            print(json.dumps({"type": name, "description": jtype.description, "files": list(jtype.sources),
+                              "fields": {f: s.required for f, s in jtype.fields.items()},
+                              "terminal": sorted(jtype.states["success"] | jtype.states["failure"])}))
+            continue
+        need = ", ".join(f if s.required else f"[{f}]" for f, s in jtype.fields.items())
+        print(f"{name}: {jtype.description}")
+        print(f"  fields: {need}; every {jtype.interval:g}s; from {', '.join(jtype.sources)}")
+    for cluster in config.clusters:
+        print(f"cluster {cluster.name}: hosts {', '.join(cluster.hosts)}")
+    return OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    config = _config(args)
+    print(f"config OK: {len(config.types)} job types, {len(config.clusters)} clusters, "
+          f"from {', '.join(config.files)}")
+    return OK
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from jobmon import plan
+    from jobmon.registry import Job
+
+    config = _config(args)
+    jobs = [j for j in _read(_registry(args)) if isinstance(j, Job) and _match(j, args)]
+    if not jobs:
+        if args.type is None:
+            raise Failure(f"no registered job {args.id}: give --type (and --host) to render a new one", FAILED)
+        if args.type not in config.types:
+            from jobmon.config import _unknown_type
+
+            raise Failure(f"--type: {_unknown_type(args.type, config.types)}", USAGE)
+        jobs = [Job(type=args.type, id=args.id, host=args.host or "", user=args.user or "",
+                    fields={"file": args.file} if args.file else {})]
+        jtype, _ = config.resolve(args.type, args.host or "")
+        problem = jtype.problem({"id": args.id, "host": args.host or "", "user": args.user or "", "file": args.file or ""})
+        if problem:
+            raise Failure(problem, USAGE)
+    for group in plan.plan(jobs, config):
+        print(plan.command(group))
+    return OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from jobmon import demo
+
+    return demo.main(args)
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--session", help="session id (default: $CLAUDE_CODE_SESSION_ID, $CODEX_THREAD_ID, this terminal)")
+    common.add_argument("--root", help="folder holding .claude/agents/ (default: $JOBMON_ROOT, else .)")
+    common.add_argument("--config", help="one more config file or folder, applied last")
+    common.add_argument("--json", action="store_true", help="one JSON object per line")
+    common.add_argument("-v", "--verbose", action="count", default=0, help="log more on stderr (-vv: debug)")
+    job = argparse.ArgumentParser(add_help=False)
+    job.add_argument("--type", help="job type (see `jobmon types`)")
+    job.add_argument("--id", required=True, help="the job's id in its own system")
+    job.add_argument("--host", help="login node or ssh alias the job runs behind")
+    job.add_argument("--user")
+
+    parser = argparse.ArgumentParser(prog="jobmon", description="Watch long-running ML jobs and report each state change.",
+                                     epilog="Exit codes: 0 done, 1 failed, 2 bad usage or config, 3 unreadable registry.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], int], help: str, parents: list) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+        p = sub.add_parser(name, help=help, description=help, parents=parents)
+        p.set_defaults(func=fn)
+        return p
+
+    p = add("add", cmd_add, "register a job", [common, job])
+    p.add_argument("--desc", help="what the job is, shown in every event")
+    p.add_argument("--file", help="the job's output or log file")
+    p.add_argument("--field", action="append", metavar="NAME=VALUE", help="a type-specific field")
+    p.add_argument("--watch", action="store_true", help="start a background watcher if none runs")
+    add("list", cmd_list, "list registered jobs", [common])
+    add("status", cmd_status, "check every job once now, print changes and a summary", [common])
+    p = add("watch", cmd_watch, "follow every job until none is left (same as bin/jobmon-watch)", [common])
+    p.add_argument("--interval", type=float, help="seconds between checks, for every type")
+    p.add_argument("--once", action="store_true", help="one cycle, then exit")
+    p = add("remove", cmd_remove, "stop watching a job (it goes to history)", [common])
+    p.add_argument("--id", required=True)
+    p.add_argument("--type")
+    p.add_argument("--host")
+    add("types", cmd_types, "list job types and the files they come from", [common])
+    add("check", cmd_check, "validate the config and exit", [common])
+    p = add("render", cmd_render, "print the exact command a job's check runs", [common, job])
+    p.add_argument("--file")
+    p = add("demo", cmd_demo, "run two local demo jobs and watch them to the end", [common])
+    p.add_argument("--interval", type=float, default=1.0)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.verbose)
+    try:
+        return args.func(args)
+    except Failure as exc:
+        print(f"jobmon: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130
+
+
+def watch_main() -> int:
+    return main(["watch", *sys.argv[1:]])

@@ -1,0 +1,465 @@
+"""Find the config layers, merge them key by key, validate once, hand out typed records.
+
+Layers, later wins: packaged defaults -> $XDG_CONFIG_HOME/jobmon -> ./monitor.yaml ->
+$JOBMON_CONFIG -> --config. A layer is a ``monitor.yaml`` (settings, types, clusters) and, for a
+folder, its ``checkers.d/*.yaml`` (one or more job types each). Every error is one line:
+``file: key.path: what is wrong``.
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from jobmon import schema
+
+STANDARD_FIELDS = ("type", "id", "host", "user", "file", "description", "submitted")
+CATEGORIES = ("pending", "running", "success", "failure")
+# Variables the engine adds, beside a job's fields, to each kind of template.
+CHECK_VARS = ("ssh",)
+BATCH_VARS = ("ssh", "ids", "jobs", "host", "user", "type")
+RESULT_VARS = ("ssh", "state", "previous", "outcome", "groups")
+
+# Applied when a type declares no pattern of its own: a host is a hostname or ssh alias (never an
+# ssh option), a user a login name.
+BUILTIN_PATTERNS = {
+    "host": re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,252}"),
+    "user": re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}"),
+}
+
+DEFAULT_SETTINGS: dict[str, Any] = {
+    "interval": 30.0,
+    "timeout": 60.0,
+    "action_timeout": 120.0,
+    "max_parallel": 8,
+    "unreachable_after": 3,
+    "lost_after": 600.0,
+    "aggregate_after": 5,
+    "max_line": 400,
+    "ssh": ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"],
+}
+
+
+class ConfigError(Exception):
+    """One line: ``file: key.path: problem``."""
+
+
+# ---------------------------------------------------------------- typed records
+
+
+@dataclass(frozen=True)
+class Settings:
+    interval: float
+    timeout: float
+    action_timeout: float
+    max_parallel: int
+    unreachable_after: int
+    lost_after: float
+    aggregate_after: int
+    max_line: int
+    ssh: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    required: bool
+    pattern: re.Pattern[str] | None
+    help: str
+    default: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    command: Any  # jinja2.Template | None: one job
+    batch: Any  # jinja2.Template | None: every job of the type on one host
+    batch_size: int
+    regex: re.Pattern[str]
+    ok_exit: tuple[int, ...]
+    source: Mapping[str, str]  # template texts, for `jobmon render` and `types`
+
+
+@dataclass(frozen=True)
+class JobType:
+    name: str
+    description: str
+    fields: Mapping[str, FieldSpec]
+    interval: float
+    timeout: float
+    action_timeout: float
+    check: Probe
+    upper: bool
+    rewrite: tuple[tuple[re.Pattern[str], str], ...]
+    states: Mapping[str, frozenset[str]]  # category -> states
+    detail: Any  # jinja2.Template | None (text, not shell)
+    on_complete: Any
+    on_failure: Any
+    sources: tuple[str, ...]
+
+    def problem(self, values: Mapping[str, str]) -> str | None:
+        """Why these job values cannot be registered (one line), or None."""
+        for spec in self.fields.values():
+            value = values.get(spec.name, "")
+            if spec.required and not value:
+                hint = f" ({spec.help})" if spec.help else ""
+                return f"job type '{self.name}' needs --{spec.name}{hint}"
+        for name, value in values.items():
+            if not value:
+                continue
+            spec = self.fields.get(name)
+            pattern = spec.pattern if spec and spec.pattern else BUILTIN_PATTERNS.get(name)
+            if pattern is not None and not pattern.fullmatch(value):
+                hint = f": {spec.help}" if spec and spec.help else ""
+                return f"{self.name}: --{name} {value[:80]!r} is not valid{hint} (must match {pattern.pattern})"
+        return None
+
+    def category(self, state: str) -> str:
+        for name, members in self.states.items():
+            if state in members:
+                return name
+        return "unknown"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    name: str
+    hosts: tuple[str, ...]
+
+    def matches(self, host: str) -> bool:
+        return any(fnmatch.fnmatchcase(host, glob) for glob in self.hosts)
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    types: Mapping[str, JobType]
+    clusters: tuple[Cluster, ...]
+    files: tuple[str, ...]
+    _raw: Mapping[str, Any] = field(repr=False, compare=False)
+    _origins: Mapping[tuple[str, ...], str] = field(repr=False, compare=False)
+    _cache: dict[tuple[str, tuple[str, ...]], tuple[JobType, Settings]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
+
+    def resolve(self, type_name: str, host: str = "") -> tuple[JobType, Settings]:
+        """The job type and settings in force for a host, after cluster overrides."""
+        names = tuple(c.name for c in self.clusters if host and c.matches(host))
+        if not names:
+            return self.types[type_name], self.settings
+        key = (type_name, names)
+        if key not in self._cache:
+            self._cache[key] = _build_for_clusters(self._raw, self._origins, type_name, names)
+        return self._cache[key]
+
+
+# ---------------------------------------------------------------- loading
+
+
+def packaged_dir() -> Path:
+    """Where monitor.yaml and checkers.d/ ship: inside the wheel, or the repository root."""
+    here = Path(__file__).resolve().parent
+    installed = here / "defaults"
+    return installed if (installed / "monitor.yaml").is_file() else here.parent
+
+
+def layer_paths(cli_config: str | None = None, env: Mapping[str, str] | None = None) -> list[Path]:
+    env = os.environ if env is None else env
+    xdg = Path(env.get("XDG_CONFIG_HOME") or Path.home() / ".config") / "jobmon"
+    paths = [packaged_dir(), xdg, Path.cwd() / "monitor.yaml"]
+    if env.get("JOBMON_CONFIG"):
+        paths.append(Path(env["JOBMON_CONFIG"]))
+    if cli_config:
+        paths.append(Path(cli_config))
+    return paths
+
+
+def files_of(layer: Path, *, explicit: bool) -> list[Path]:
+    """The YAML files of one layer: a folder's monitor.yaml and checkers.d/, or one file."""
+    if layer.is_dir():
+        found = [layer / "monitor.yaml"] if (layer / "monitor.yaml").is_file() else []
+        found += sorted((layer / "checkers.d").glob("*.yaml")) + sorted(
+            (layer / "checkers.d").glob("*.yml")
+        )
+        return found
+    if layer.is_file():
+        return [layer]
+    if explicit:
+        raise ConfigError(f"{layer}: no such file or folder")
+    return []
+
+
+def load(cli_config: str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    layers = layer_paths(cli_config, env)
+    explicit = set(layers[3:])
+    seen: set[Path] = set()
+    files: list[Path] = []
+    for layer in layers:
+        for path in files_of(layer, explicit=layer in explicit):
+            if path.resolve() not in seen:
+                seen.add(path.resolve())
+                files.append(path)
+    return from_files(files)
+
+
+def from_files(files: Iterable[Path]) -> Config:
+    raw: dict[str, Any] = {"settings": {}, "types": {}, "clusters": {}}
+    origins: dict[tuple[str, ...], str] = {}
+    names = []
+    for path in files:
+        name = _display(path)
+        names.append(name)
+        data = _read_yaml(path, name)
+        if data is None:
+            continue
+        is_monitor = path.parent.name != "checkers.d"
+        shape = schema.MONITOR if is_monitor else schema.CHECKERS
+        problems = schema.check(data, shape)
+        if problems:
+            p = problems[0]
+            raise ConfigError(f"{name}: {'.'.join(p.path) or '(top)'}: {p.message}")
+        layer = data if is_monitor else {"types": data}
+        _merge(raw, layer, (), origins, name)
+    return _build(raw, origins, tuple(names))
+
+
+def _display(path: Path) -> str:
+    try:
+        rel = path.resolve().relative_to(packaged_dir())
+        return str(rel)
+    except ValueError:
+        return str(path)
+
+
+def _read_yaml(path: Path, name: str) -> Any:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{name}{where}: YAML syntax error: {what}") from None
+
+
+def _merge(
+    into: dict[str, Any],
+    layer: Mapping[str, Any],
+    path: tuple[str, ...],
+    origins: dict[tuple[str, ...], str],
+    name: str,
+) -> None:
+    """Deep merge: mappings key by key, everything else (lists too) replaced whole."""
+    for key, value in layer.items():
+        key = str(key)
+        here = path + (key,)
+        origins[here] = name
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, here, origins, name)
+        else:
+            into[key] = _copy(value)
+            if isinstance(value, dict):
+                _mark(value, here, origins, name)
+
+
+def _mark(value: Mapping[str, Any], path: tuple[str, ...], origins: dict, name: str) -> None:
+    for key, item in value.items():
+        origins[path + (str(key),)] = name
+        if isinstance(item, dict):
+            _mark(item, path + (str(key),), origins, name)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- building
+
+
+class _Where:
+    """Turns a key path into the ``file: key.path`` prefix of an error."""
+
+    def __init__(self, origins: Mapping[tuple[str, ...], str], prefix: tuple[str, ...], shown: tuple[str, ...]):
+        self.origins, self.prefix, self.shown = origins, prefix, shown
+
+    def error(self, rel: tuple[str, ...], message: str) -> ConfigError:
+        full = self.prefix + rel
+        name = "config"
+        for n in range(len(full), 0, -1):
+            if full[:n] in self.origins:
+                name = self.origins[full[:n]]
+                break
+        return ConfigError(f"{name}: {'.'.join(self.shown + rel)}: {message}")
+
+
+def _build(raw: dict[str, Any], origins: dict, files: tuple[str, ...]) -> Config:
+    settings = _settings(raw["settings"], _Where(origins, ("settings",), ("settings",)))
+    types = {
+        name: _job_type(name, body, settings, _Where(origins, ("types", name), (name,)), origins)
+        for name, body in raw["types"].items()
+    }
+    clusters = []
+    for cname, body in raw["clusters"].items():
+        where = _Where(origins, ("clusters", cname), ("clusters", cname))
+        if not body.get("hosts"):
+            raise where.error(("hosts",), "a cluster needs at least one host glob")
+        for tname in body.get("types", {}):
+            if tname not in types:
+                raise where.error(("types", tname), _unknown_type(tname, types))
+        clusters.append(Cluster(cname, tuple(body["hosts"])))
+    config = Config(settings, types, tuple(clusters), files, raw, origins)
+    for cluster in clusters:  # validate every override once, now, not at first use
+        for tname in types:
+            config._cache[(tname, (cluster.name,))] = _build_for_clusters(raw, origins, tname, (cluster.name,))
+    return config
+
+
+def _unknown_type(name: str, types: Iterable[str]) -> str:
+    import difflib
+
+    near = difflib.get_close_matches(name, list(types), n=1)
+    return f"unknown job type '{name}'" + (f" (did you mean '{near[0]}'?)" if near else "")
+
+
+def _build_for_clusters(
+    raw: Mapping[str, Any], origins: Mapping, type_name: str, names: tuple[str, ...]
+) -> tuple[JobType, Settings]:
+    settings_raw = _copy(raw["settings"])
+    body = _copy(raw["types"][type_name])
+    merged_origins = dict(origins)
+    for cname in names:
+        cluster = raw["clusters"][cname]
+        overrides = cluster.get("settings", {})
+        _merge(settings_raw, overrides, ("settings",), {}, "")
+        for key in overrides:
+            merged_origins[("settings", key)] = origins[("clusters", cname, "settings", key)]
+        type_over = cluster.get("types", {}).get(type_name, {})
+        scratch: dict[tuple[str, ...], str] = {}
+        _merge(body, type_over, (), scratch, "")
+        for rel in scratch:
+            merged_origins[("types", type_name) + rel] = origins[("clusters", cname, "types", type_name) + rel]
+    settings = _settings(settings_raw, _Where(merged_origins, ("settings",), ("settings",)))
+    where = _Where(merged_origins, ("types", type_name), (type_name,))
+    return _job_type(type_name, body, settings, where, merged_origins), settings
+
+
+def _settings(raw: Mapping[str, Any], where: _Where) -> Settings:
+    values = {**DEFAULT_SETTINGS, **raw}
+    for key in ("interval", "timeout", "action_timeout", "lost_after"):
+        if values[key] <= 0:
+            raise where.error((key,), "must be greater than 0")
+    for key in ("max_parallel", "unreachable_after", "aggregate_after"):
+        if values[key] < 1:
+            raise where.error((key,), "must be at least 1")
+    if values["max_line"] < 80:
+        raise where.error(("max_line",), "must be at least 80")
+    if not values["ssh"]:
+        raise where.error(("ssh",), "needs at least the ssh command")
+    values["ssh"] = tuple(values["ssh"])
+    values = {k: float(v) if k in ("interval", "timeout", "action_timeout", "lost_after") else v for k, v in values.items()}
+    return Settings(**values)
+
+
+def _regex(text: str, where: _Where, rel: tuple[str, ...], groups: Iterable[str] = ()) -> re.Pattern[str]:
+    try:
+        pattern = re.compile(text)
+    except re.error as exc:
+        raise where.error(rel, f"bad regex: {exc}") from None
+    for group in groups:
+        if group not in pattern.groupindex:
+            raise where.error(rel, f"no (?P<{group}>…) group")
+    return pattern
+
+
+def _template(text: str | None, allowed: Iterable[str], where: _Where, rel: tuple[str, ...], *, shell: bool) -> Any:
+    if text is None:
+        return None
+    from jobmon import template
+
+    try:
+        return template.compile_template(text, allowed, shell=shell)
+    except template.TemplateError as exc:
+        raise where.error(rel, str(exc)) from None
+
+
+def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Where, origins: Mapping) -> JobType:
+    fields = {"id": FieldSpec("id", True, None, "", "")}
+    for fname, spec in body.get("fields", {}).items():
+        pattern = _regex(spec["pattern"], where, ("fields", fname, "pattern")) if "pattern" in spec else None
+        fields[fname] = FieldSpec(
+            fname, bool(spec.get("required", fname == "id")), pattern, spec.get("help", ""), spec.get("default", "")
+        )
+    job_vars = set(STANDARD_FIELDS) | set(fields)
+
+    check = body.get("check")
+    if not check:
+        raise where.error(("check",), "missing: a job type needs a check (command or batch, and regex)")
+    if "regex" not in check:
+        raise where.error(("check", "regex"), "missing: the regex that finds the state")
+    if not check.get("command") and not check.get("batch"):
+        raise where.error(("check", "command"), "missing: give command, batch, or both")
+    probe = Probe(
+        command=_template(check.get("command"), job_vars | set(CHECK_VARS), where, ("check", "command"), shell=True),
+        batch=_template(check.get("batch"), set(BATCH_VARS), where, ("check", "batch"), shell=True),
+        batch_size=int(check.get("batch_size", 500)),
+        regex=_regex(check["regex"], where, ("check", "regex"), ("state", "id") if check.get("batch") else ("state",)),
+        ok_exit=tuple(check.get("ok_exit", [0])),
+        source={k: check[k] for k in ("command", "batch") if check.get(k)},
+    )
+    if probe.batch_size < 1:
+        raise where.error(("check", "batch_size"), "must be at least 1")
+
+    states_raw = body.get("states", {})
+    states: dict[str, frozenset[str]] = {}
+    for cat in CATEGORIES:
+        states[cat] = frozenset(states_raw.get(cat, []))
+    if not states["success"] and not states["failure"]:
+        raise where.error(("states",), "no terminal state: list at least one state under success or failure")
+    for a_i, a in enumerate(CATEGORIES):
+        for b in CATEGORIES[a_i + 1 :]:
+            both = states[a] & states[b]
+            if both:
+                raise where.error(("states", b), f"{sorted(both)[0]} is already under states.{a}")
+    vocabulary = frozenset().union(*states.values())
+    normalize = body.get("normalize", {})
+    rewrite = []
+    for pat, to in normalize.get("rewrite", {}).items():
+        compiled = _regex(pat, where, ("normalize", "rewrite", pat))
+        if to not in vocabulary:
+            raise where.error(("normalize", "rewrite", pat), f"rewrites to {to!r}, which is not in states")
+        rewrite.append((compiled, to))
+
+    result_vars = job_vars | set(RESULT_VARS) | set(probe.regex.groupindex)
+    detail = _template(body.get("detail"), result_vars, where, ("detail",), shell=False)
+    for key in ("interval", "timeout", "action_timeout"):
+        if key in body and body[key] <= 0:
+            raise where.error((key,), "must be greater than 0")
+    sources = tuple(dict.fromkeys(v for k, v in origins.items() if k[:2] == ("types", name)))
+    return JobType(
+        name=name,
+        description=body.get("description", ""),
+        fields=fields,
+        interval=float(body.get("interval", settings.interval)),
+        timeout=float(body.get("timeout", settings.timeout)),
+        action_timeout=float(body.get("action_timeout", settings.action_timeout)),
+        check=probe,
+        upper=bool(normalize.get("upper", False)),
+        rewrite=tuple(rewrite),
+        states=states,
+        detail=detail,
+        on_complete=_template(body.get("on_complete"), result_vars, where, ("on_complete",), shell=True),
+        on_failure=_template(body.get("on_failure"), result_vars, where, ("on_failure",), shell=True),
+        sources=sources,
+    )

@@ -1,0 +1,289 @@
+"""The per-session job registry: a JSON array shared by agents and the watcher.
+
+Every read-modify-write holds an exclusive lock on a sidecar file and replaces the file
+atomically (temp file, fsync, rename), so a reader never sees half a file. A registry that does
+not parse is never overwritten. Finished jobs move to ``history.jsonl`` beside it.
+"""
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from jobmon.rules import Book
+
+CORE = ("type", "id", "host", "user", "submitted", "description", "last_status", "owner")
+
+
+class RegistryError(Exception):
+    """One line naming the file and what is wrong with it."""
+
+
+@dataclass(frozen=True)
+class Owner:
+    agent: str  # claude-code | codex | manual
+    session_id: str
+
+
+@dataclass(frozen=True)
+class Job:
+    type: str
+    id: str
+    host: str = ""
+    user: str = ""
+    submitted: str = ""
+    description: str = ""
+    last_status: str = ""
+    owner: Owner = Owner("manual", "")
+    fields: Mapping[str, Any] = field(default_factory=dict)  # type-specific and unknown keys, kept
+    book: Book = Book()
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.type, self.id, self.host)
+
+    @property
+    def label(self) -> str:
+        return f"{self.id}@{self.host}" if self.host else self.id
+
+    def values(self) -> dict[str, Any]:
+        """What templates see: the standard fields and every type-specific one."""
+        out: dict[str, Any] = {k: v for k, v in self.fields.items() if isinstance(v, (str, int, float))}
+        out.update(type=self.type, id=self.id, host=self.host, user=self.user,
+                   submitted=self.submitted, description=self.description)
+        out.setdefault("file", "")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "type": self.type, "id": self.id, "host": self.host, "user": self.user,
+            "submitted": self.submitted, "description": self.description,
+            "last_status": self.last_status,
+            "owner": {"agent": self.owner.agent, "session_id": self.owner.session_id},
+        }
+        out.update(self.fields)
+        book = self.book.to_dict()
+        if book:
+            out["jobmon"] = book
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "Job":
+        """Raises ValueError with the reason when the entry cannot be a job."""
+        if not isinstance(data, dict):
+            raise ValueError(f"is {type(data).__name__}, not an object")
+        for key in ("type", "id"):
+            if not isinstance(data.get(key), (str, int)) or str(data.get(key)) == "":
+                raise ValueError(f"has no '{key}'")
+        owner = data.get("owner") if isinstance(data.get("owner"), dict) else {}
+        book = data.get("jobmon") if isinstance(data.get("jobmon"), dict) else {}
+        extra = {k: v for k, v in data.items() if k not in CORE and k != "jobmon"}
+        text = {k: "" if data.get(k) is None else str(data.get(k)) for k in CORE if k != "owner"}
+        return cls(
+            owner=Owner(str(owner.get("agent", "manual")), str(owner.get("session_id", ""))),
+            fields=extra, book=Book.from_dict(book), **text,
+        )
+
+
+@dataclass(frozen=True)
+class Invalid:
+    """An entry jobmon cannot use: kept in place, byte for byte, and reported."""
+
+    index: int
+    data: Any
+    reason: str
+
+
+Entry = Job | Invalid
+
+
+class Registry:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
+        self.history_path = path.with_name("history.jsonl")
+        self.watch_lock_path = path.with_name("watch.lock")
+
+    # ------------------------------------------------------------ reading
+
+    def read(self) -> list[Entry]:
+        """Parse the registry; a missing file is an empty one. Needs no lock (renames are atomic)."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return []
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RegistryError(f"{self.path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+        if not text.strip():
+            return []
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RegistryError(
+                f"{self.path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
+                "left as it is"
+            ) from None
+        if not isinstance(data, list):
+            raise RegistryError(f"{self.path}: expected a JSON array of jobs, found {type(data).__name__}; left as it is")
+        entries: list[Entry] = []
+        for i, item in enumerate(data):
+            try:
+                entries.append(Job.from_dict(item))
+            except ValueError as exc:
+                entries.append(Invalid(i, item, f"entry {i} {exc}"))
+        return entries
+
+    def jobs(self) -> list[Job]:
+        return [e for e in self.read() if isinstance(e, Job)]
+
+    # ------------------------------------------------------------ writing
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def write(self, entries: list[Entry]) -> None:
+        """Replace the file atomically. Call with the lock held."""
+        data = [e.data if isinstance(e, Invalid) else e.to_dict() for e in entries]
+        _atomic_write(self.path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[list[Entry]]:
+        """Lock, read, let the caller edit the list in place, write it back if it changed."""
+        with self.locked():
+            entries = self.read()
+            before = list(entries)
+            yield entries
+            if entries != before:
+                self.write(entries)
+
+    def append_history(self, records: list[Mapping[str, Any]]) -> None:
+        if not records:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        fd = os.open(self.history_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, lines.encode("utf-8"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def history(self) -> list[dict[str, Any]]:
+        try:
+            lines = self.history_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            with contextlib.suppress(json.JSONDecodeError):
+                out.append(json.loads(line))
+        return out
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        if path.exists():
+            os.chmod(tmp, path.stat().st_mode & 0o777)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def with_status(job: Job, status: str, book: Book) -> Job:
+    return replace(job, last_status=status, book=book)
+
+
+# ---------------------------------------------------------------- the watcher's lock
+
+
+class WatchLock:
+    """Held by the one watcher of a registry for its whole life; the kernel frees it on death."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.path = registry.watch_lock_path
+        self._file: Any = None
+
+    def acquire(self) -> int | None:
+        """Take the lock and return None, or return the pid of the watcher that holds it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            handle.seek(0)
+            text = handle.read().strip()
+            handle.close()
+            return int(text) if text.isdigit() else -1
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._file = handle
+        return None
+
+    def release(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+# ---------------------------------------------------------------- where the registry lives
+
+
+def session(cli_value: str | None, env: Mapping[str, str]) -> Owner:
+    """The session id and the kind of agent behind it."""
+    agent = "claude-code" if env.get("CLAUDE_CODE_SESSION_ID") else "codex" if env.get("CODEX_THREAD_ID") else "manual"
+    sid = cli_value or env.get("CLAUDE_CODE_SESSION_ID") or env.get("CODEX_THREAD_ID") or terminal_session_id()
+    return Owner(agent, sid)
+
+
+def terminal_session_id() -> str:
+    """Stable for one terminal session: the session leader's pid and start time, and the boot.
+
+    Every command typed in one shell shares it; a new terminal (or a reboot) gets a new one.
+    """
+    sid = os.getsid(0)
+    parts = [str(sid)]
+    for source in (f"/proc/{sid}/stat", "/proc/sys/kernel/random/boot_id"):
+        with contextlib.suppress(OSError):
+            text = Path(source).read_text()
+            parts.append(text.rsplit(")", 1)[-1].split()[19] if source.endswith("stat") else text.strip())
+    return "term-" + hashlib.sha1(":".join(parts).encode()).hexdigest()[:12]
+
+
+SESSION_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_."
+
+
+def registry_path(root: str | None, session_id: str, env: Mapping[str, str]) -> Path:
+    if not session_id or session_id in (".", "..") or any(c not in SESSION_SAFE for c in session_id):
+        raise RegistryError(f"session id {session_id!r}: use letters, digits, '-', '_' and '.' only")
+    base = Path(root or env.get("JOBMON_ROOT") or os.getcwd())
+    return base / ".claude" / "agents" / session_id / "active_jobs.json"

@@ -1,0 +1,157 @@
+"""The one place that runs processes.
+
+A command goes in as shell text, a ``Result`` comes out: no ``sh`` exception leaves this module.
+Each command runs in a process group of its own, so a timeout kills bash *and* what it started
+(ssh, sacct…); ``sh``'s own ``_timeout`` would kill bash alone and leave ssh running.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import NamedTuple
+
+OUTPUT_LIMIT = 1 << 20  # keep the last MiB of each stream
+
+OK = "ok"
+NONZERO = "nonzero"
+TIMEOUT = "timeout"
+NOT_FOUND = "not-found"
+TRANSIENT = "transient"  # ssh's 255: the connection, not the command, failed
+SIGNALLED = "signalled"
+
+
+class Result(NamedTuple):
+    command: str
+    kind: str
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return self.kind == OK
+
+    def why(self) -> str:
+        """One line on what went wrong, for logs and UNREACHABLE events."""
+        last = next((ln for ln in reversed(self.stderr.splitlines()) if ln.strip()), "")
+        head = {
+            TIMEOUT: f"timed out after {self.duration:.0f}s",
+            NOT_FOUND: "command not found",
+            TRANSIENT: "connection failed (exit 255)",
+            SIGNALLED: "killed by a signal",
+        }.get(self.kind, f"exit {self.exit_code}")
+        return f"{head}: {last.strip()[:200]}" if last else head
+
+
+class _Tail:
+    """A file-like sink that keeps only the last ``limit`` bytes written to it."""
+
+    def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
+        self.limit = limit
+        self.buf = bytearray()
+        self.dropped = 0
+
+    def write(self, chunk: bytes) -> None:
+        self.buf += chunk
+        if len(self.buf) > 2 * self.limit:
+            cut = len(self.buf) - self.limit
+            self.dropped += cut
+            del self.buf[:cut]
+
+    def flush(self) -> None:
+        pass
+
+    def text(self) -> str:
+        data = bytes(self.buf[-self.limit :])
+        return data.decode("utf-8", errors="replace")
+
+
+def classify(exit_code: int | None, timed_out: bool, ok_codes: tuple[int, ...] = (0,)) -> str:
+    if timed_out:
+        return TIMEOUT
+    if exit_code is None or exit_code < 0:
+        return SIGNALLED
+    if exit_code in ok_codes:
+        return OK
+    if exit_code == 127:
+        return NOT_FOUND
+    if exit_code == 255:
+        return TRANSIENT
+    return NONZERO
+
+
+def run(
+    command: str,
+    timeout: float,
+    *,
+    ok_codes: tuple[int, ...] = (0,),
+    env: dict[str, str] | None = None,
+) -> Result:
+    import sh  # imported here: commands that never run a process start faster
+
+    out, err = _Tail(), _Tail()
+    started = time.monotonic()
+    timed_out = False
+    exit_code: int | None
+    with open(os.devnull, "rb") as devnull:
+        try:
+            proc = sh.bash(
+                "-c", command,
+                _bg=True, _bg_exc=False, _tty_out=False, _in=devnull,
+                _out=out, _err=err, _no_out=True, _no_err=True,
+                _out_bufsize=65536, _err_bufsize=65536,
+                _new_session=True, _ok_code=list(range(256)),
+                _env=env if env is not None else dict(os.environ),
+            )
+        except (OSError, sh.CommandNotFound) as exc:
+            return Result(command, NOT_FOUND, None, "", str(exc), 0.0)
+        try:
+            proc.wait(timeout=timeout)
+            exit_code = proc.exit_code
+        except sh.TimeoutException:
+            timed_out = True
+            _kill_group(proc.pgid)
+            exit_code = _reap(proc)
+        except sh.ErrorReturnCode as exc:  # killed by a signal (SignalException_*)
+            exit_code = exc.exit_code
+        finally:
+            _kill_group(proc.pgid)  # children left behind by a finished bash die with it
+    return Result(
+        command, classify(exit_code, timed_out, ok_codes), exit_code,
+        out.text(), err.text(), time.monotonic() - started,
+    )
+
+
+def _kill_group(pgid: int | None) -> None:
+    if not pgid:
+        return
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _reap(proc: object) -> int | None:
+    import sh
+
+    try:
+        proc.wait()  # type: ignore[attr-defined]
+        return proc.exit_code  # type: ignore[attr-defined]
+    except sh.ErrorReturnCode as exc:
+        return exc.exit_code
+
+
+def spawn(argv: list[str], log_path: str) -> int:
+    """Start a detached background process (its own session), stdout/stderr to ``log_path``.
+
+    Used for ``jobmon add --watch`` and the demo's jobs; returns the pid.
+    """
+    import subprocess
+
+    with open(os.devnull, "rb") as devnull, open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            argv, stdin=devnull, stdout=log, stderr=log, start_new_session=True, close_fds=True
+        )
+    return proc.pid

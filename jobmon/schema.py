@@ -1,0 +1,139 @@
+"""A tiny declarative schema for the YAML layers: key names and value kinds, nothing more.
+
+Each file is checked on its own as it is read, so an unknown or mistyped key is reported in the
+file that holds it, with the nearest valid key suggested.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping, NamedTuple
+
+
+class Problem(NamedTuple):
+    path: tuple[str, ...]
+    message: str
+
+
+class Kind(NamedTuple):
+    """A leaf: ``name`` is what the error calls it, ``types`` what Python types pass."""
+
+    name: str
+    types: tuple[type, ...]
+
+
+STR = Kind("a string", (str,))
+NUM = Kind("a number", (int, float))
+INT = Kind("a whole number", (int,))
+BOOL = Kind("true or false", (bool,))
+
+
+class ListOf(NamedTuple):
+    item: Kind
+
+
+class MapOf(NamedTuple):
+    """Any key (data, such as a field name or a regex); each value of shape ``value``."""
+
+    value: Any
+
+
+Schema = Mapping[str, Any]  # key -> Kind | ListOf | MapOf | Schema
+
+
+def check(value: Any, schema: Any, path: tuple[str, ...] = ()) -> list[Problem]:
+    if isinstance(schema, Kind):
+        ok = isinstance(value, schema.types) and not (
+            isinstance(value, bool) and bool not in schema.types
+        )
+        return [] if ok else [Problem(path, f"expected {schema.name}, found {_describe(value)}")]
+    if isinstance(schema, ListOf):
+        if not isinstance(value, list):
+            return [Problem(path, f"expected a list, found {_describe(value)}")]
+        out: list[Problem] = []
+        for i, item in enumerate(value):
+            out += check(item, schema.item, path + (str(i),))
+        return out
+    if not isinstance(value, dict):
+        return [Problem(path, f"expected a mapping, found {_describe(value)}")]
+    out = []
+    for key, item in value.items():
+        key = str(key)
+        if isinstance(schema, MapOf):
+            out += check(item, schema.value, path + (key,))
+        elif key in schema:
+            out += check(item, schema[key], path + (key,))
+        else:
+            near = difflib.get_close_matches(key, list(schema), n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else f" (valid: {', '.join(schema)})"
+            out.append(Problem(path + (key,), f"unknown key{hint}"))
+    return out
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, list):
+        return "a list"
+    return "a mapping"
+
+
+FIELD = {"required": BOOL, "pattern": STR, "help": STR, "default": STR}
+
+PROBE = {
+    "command": STR,
+    "batch": STR,
+    "batch_size": INT,
+    "regex": STR,
+    "ok_exit": ListOf(INT),
+}
+
+JOB_TYPE: Schema = {
+    "description": STR,
+    "fields": MapOf(FIELD),
+    "interval": NUM,
+    "timeout": NUM,
+    "check": PROBE,
+    "normalize": {"upper": BOOL, "rewrite": MapOf(STR)},
+    "states": {
+        "pending": ListOf(STR),
+        "running": ListOf(STR),
+        "success": ListOf(STR),
+        "failure": ListOf(STR),
+    },
+    "detail": STR,
+    "on_complete": STR,
+    "on_failure": STR,
+    "action_timeout": NUM,
+}
+
+SETTINGS: Schema = {
+    "interval": NUM,
+    "timeout": NUM,
+    "action_timeout": NUM,
+    "max_parallel": INT,
+    "unreachable_after": INT,
+    "lost_after": NUM,
+    "aggregate_after": INT,
+    "max_line": INT,
+    "ssh": ListOf(STR),
+}
+
+CLUSTER: Schema = {
+    "hosts": ListOf(STR),
+    "settings": SETTINGS,
+    "types": MapOf(JOB_TYPE),
+}
+
+MONITOR: Schema = {
+    "settings": SETTINGS,
+    "types": MapOf(JOB_TYPE),
+    "clusters": MapOf(CLUSTER),
+}
+
+CHECKERS = MapOf(JOB_TYPE)

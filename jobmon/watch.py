@@ -1,0 +1,287 @@
+"""The cycle: plan the due checks, run them, apply the rules, act, report, write back.
+
+A terminal job is handled in two steps so that no terminal event is lost to a crash: first the
+registry records the claimed final state (``jobmon.final``), then the actions run and the event
+is printed, then the job moves to history. A watcher that finds a claimed final state at start
+prints it again, marked ``replayed``: at least once, and a repeat says so.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Iterable, Mapping
+
+from loguru import logger
+
+from jobmon import plan as planner
+from jobmon import rules, run, template
+from jobmon.config import Config, JobType
+from jobmon.events import Event, Printer, one_line
+from jobmon.registry import Invalid, Job, Registry
+from jobmon.report import summarize
+
+BACKOFF_CAP = 600.0  # seconds: a host that keeps failing is still asked every ten minutes
+ACTION_TAIL = 4096  # characters of an action's output kept in history
+
+
+@dataclass
+class Outcome:
+    """What a finished job leaves: its final event and its history record."""
+
+    event: Event
+    record: dict[str, Any]
+
+
+@dataclass
+class Watcher:
+    config: Config
+    registry: Registry
+    printer: Printer
+    interval: float | None = None  # --interval: wins over every configured interval
+    stop: threading.Event = field(default_factory=threading.Event)
+    finished: list[str] = field(default_factory=list)  # categories of jobs this run saw end
+    _due: dict[tuple[str, str], float] = field(default_factory=dict)
+    _failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    _reported: set[str] = field(default_factory=set)
+
+    # ------------------------------------------------------------ one pass
+
+    def cycle(self, *, everything: bool = False) -> list[Job]:
+        """Check the due groups (all of them with ``everything``); return the active jobs left."""
+        entries = self.registry.read()
+        self._report_unusable(entries)
+        jobs = [e for e in entries if isinstance(e, Job) and not e.book.final]
+        now = time.monotonic()
+        groups = planner.plan(jobs, self.config)
+        due = [g for g in groups if everything or self._due.get(g.key, 0.0) <= now]
+        if due:
+            results = self._run_checks(due)
+            self._apply(due, results)
+        return [e for e in self.registry.read() if isinstance(e, Job)]
+
+    def _run_checks(self, groups: list[planner.Group]) -> list[dict[tuple[str, str, str], rules.Observation]]:
+        workers = min(self.config.settings.max_parallel, len(groups))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check") as pool:
+            return list(pool.map(self._check, groups))
+
+    def _check(self, group: planner.Group) -> dict[tuple[str, str, str], rules.Observation]:
+        command = planner.command(group)
+        jtype = group.jtype
+        logger.debug("check {} ({} jobs): {}", group.key, len(group.jobs), command)
+        result = run.run(command, jtype.timeout, ok_codes=jtype.check.ok_exit)
+        self._schedule(group, result.ok)
+        if not result.ok:
+            why = result.why()
+            logger.warning("check of {} on {} failed: {}", jtype.name, group.host or "localhost", why)
+            return {job.key: rules.Observation(None, why) for job in group.jobs}
+        if group.batched:
+            rows = rules.parse_batch(result.stdout, jtype, [j.id for j in group.jobs])
+            return {job.key: rules.Observation(rows.get(job.id)) for job in group.jobs}
+        return {group.jobs[0].key: rules.Observation(rules.parse_one(result.stdout, jtype))}
+
+    def _schedule(self, group: planner.Group, ok: bool) -> None:
+        interval = self.interval or group.jtype.interval
+        failures = 0 if ok else self._failures.get(group.key, 0) + 1
+        self._failures[group.key] = failures
+        wait = interval if ok else min(interval * 2 ** (failures - 1), max(BACKOFF_CAP, interval))
+        self._due[group.key] = time.monotonic() + wait
+
+    # ------------------------------------------------------------ decisions and write-back
+
+    def _apply(self, groups: list[planner.Group], results: list[Mapping[tuple[str, str, str], rules.Observation]]) -> None:
+        now = datetime.now()
+        seen: dict[tuple[str, str, str], tuple[Job, JobType, rules.Step]] = {}
+        for group, observations in zip(groups, results):
+            s = group.settings
+            for job in group.jobs:
+                step = rules.advance(job.last_status, job.book, observations[job.key], group.jtype, now,
+                                     unreachable_after=s.unreachable_after, lost_after=s.lost_after)
+                seen[job.key] = (job, group.jtype, step)
+
+        events: list[Event] = []
+        claimed: list[tuple[Job, JobType, rules.Change]] = []
+        with self.registry.transaction() as entries:
+            for i, entry in enumerate(entries):
+                if not isinstance(entry, Job) or entry.key not in seen:
+                    continue
+                job, jtype, step = seen[entry.key]
+                if entry.last_status != job.last_status or entry.book.final:
+                    continue  # another process reported this change first
+                final = next((c for c in step.changes if c.terminal), None)
+                book = step.book
+                if final is not None:
+                    book = book._replace(final=_claim(final, now))
+                    claimed.append((entry, jtype, final))
+                entries[i] = replace(entry, last_status=step.status, book=book)
+                events += [self._event(entry, jtype, c, now) for c in step.changes if not c.terminal]
+
+        outcomes = self._finish(claimed, now)
+        self._emit(events, [o.event for o in outcomes])
+        self._to_history(outcomes)
+
+    def _event(self, job: Job, jtype: JobType, change: rules.Change, now: datetime, extra: str = "") -> Event:
+        detail = change.why
+        if change.kind == "state" and jtype.detail is not None and change.groups:
+            values = {**planner.job_values(job, jtype), **change.groups, "state": change.after,
+                      "previous": change.before, "outcome": change.outcome, "groups": change.groups, "ssh": ""}
+            try:
+                detail = one_line(jtype.detail.render(values))
+            except Exception as exc:  # a group the regex did not capture this time
+                logger.warning("{}: detail template: {}", jtype.name, exc)
+        if extra:
+            detail = f"{detail}; {extra}" if detail else extra
+        after = change.after
+        return Event(kind="state" if change.kind == "state" else "event", type=job.type, id=job.id,
+                     host=job.host, description=job.description, before=change.before or None,
+                     after=after, terminal=change.terminal, outcome=change.outcome, detail=detail, time=now)
+
+    # ------------------------------------------------------------ terminal jobs
+
+    def _finish(self, claimed: list[tuple[Job, JobType, rules.Change]], now: datetime) -> list[Outcome]:
+        if not claimed:
+            return []
+        workers = min(self.config.settings.max_parallel, len(claimed))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="action") as pool:
+            return list(pool.map(lambda c: self._outcome(*c, now), claimed))
+
+    def _outcome(self, job: Job, jtype: JobType, change: rules.Change, now: datetime) -> Outcome:
+        action = jtype.on_complete if change.outcome == "success" else jtype.on_failure
+        output, distilled = "", ""
+        if action is not None:
+            _, settings = self.config.resolve(job.type, job.host)
+            values = {**planner.job_values(job, jtype), **change.groups, "state": change.after,
+                      "previous": change.before, "outcome": change.outcome, "groups": dict(change.groups),
+                      **planner.common_values(settings)}
+            command = template.render(action, values)
+            result = run.run(command, jtype.action_timeout)
+            output = (result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))[-ACTION_TAIL:]
+            distilled = distill(result.stdout) if result.ok else f"{'on_complete' if change.outcome == 'success' else 'on_failure'} failed: {result.why()}"
+        event = self._event(job, jtype, change, now, distilled)
+        self.finished.append(jtype.category(change.after) if change.after != rules.LOST else "failure")
+        record = {**job.to_dict(), "last_status": change.after, "outcome": change.outcome,
+                  "finished": now.isoformat(timespec="seconds"), "detail": event.detail,
+                  "action_output": output}
+        record.pop("jobmon", None)
+        return Outcome(event, record)
+
+    def _to_history(self, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        self.registry.append_history([o.record for o in outcomes])  # first: a crash here repeats, never loses
+        gone = {(o.event.type, o.event.id, o.event.host) for o in outcomes}
+        with self.registry.transaction() as entries:
+            entries[:] = [e for e in entries if not (isinstance(e, Job) and e.key in gone)]
+
+    def replay_claimed(self) -> None:
+        """Finish terminal jobs a killed watcher claimed but never moved to history."""
+        jobs = [e for e in self.registry.read() if isinstance(e, Job) and e.book.final]
+        outcomes = []
+        for job in jobs:
+            final = dict(job.book.final or {})
+            if job.type not in self.config.types:
+                continue
+            jtype, _ = self.config.resolve(job.type, job.host)
+            change = rules.Change("state", str(final.get("from", "")), str(final.get("to", job.last_status)),
+                                  True, final.get("outcome"), final.get("groups", {}))  # type: ignore[arg-type]
+            outcome = self._outcome(job, jtype, change, datetime.now())
+            outcome.event = replace(outcome.event, replayed=True)
+            outcomes.append(outcome)
+        self._emit([], [o.event for o in outcomes])
+        self._to_history(outcomes)
+
+    # ------------------------------------------------------------ output
+
+    def _emit(self, changes: list[Event], finals: list[Event]) -> None:
+        """One line per change; past ``aggregate_after`` lines, one digest line instead."""
+        limit = self.config.settings.aggregate_after
+        everything = changes + finals
+        if len(everything) <= limit:
+            for event in everything:
+                self.printer.emit(event)
+            return
+        failures = [e for e in finals if e.outcome == "failure"]
+        for event in failures[:limit]:
+            self.printer.emit(event)
+        rest = [e for e in everything if e not in failures[:limit]]
+        moves: dict[str, int] = {}
+        for e in rest:
+            moves[f"{e.before or 'NEW'} -> {e.after}"] = moves.get(f"{e.before or 'NEW'} -> {e.after}", 0) + 1
+        text = ", ".join(f"{n} {m}" for m, n in sorted(moves.items(), key=lambda kv: -kv[1]))
+        self.printer.emit(Event(kind="changes", detail=f"{len(rest)} more changes: {text}", counts=moves))
+
+    def _report_unusable(self, entries: Iterable[Any]) -> None:
+        """Say once per watcher what it cannot watch; those entries stay as they are."""
+        for entry in entries:
+            if isinstance(entry, Invalid):
+                problem = f"{self.registry.path}: {entry.reason}; left as it is"
+            elif isinstance(entry, Job) and entry.type not in self.config.types:
+                problem = f"{self.registry.path}: job {entry.id}: unknown job type '{entry.type}'; left as it is"
+            else:
+                continue
+            if problem not in self._reported:
+                self._reported.add(problem)
+                logger.error(problem)
+                self.printer.emit(Event(kind="error", detail=problem))
+
+    def summary_event(self, active: list[Job]) -> Event:
+        categories = list(self.finished)
+        for job in active:
+            if job.type in self.config.types:
+                jtype, _ = self.config.resolve(job.type, job.host)
+                categories.append("unreachable" if job.book.unreachable else jtype.category(job.last_status) if job.last_status else "pending")
+            else:
+                categories.append("unknown")
+        summary = summarize(categories)
+        return Event(kind="summary", detail=summary.text(), counts=summary.counts)
+
+    # ------------------------------------------------------------ the loop
+
+    def watchable(self, active: list[Job]) -> list[Job]:
+        return [j for j in active if j.type in self.config.types]
+
+    def loop(self, *, once: bool = False) -> None:
+        self.replay_claimed()
+        stamp = None
+        while not self.stop.is_set():
+            active = self.cycle()
+            if once or not self.watchable(active):
+                self.printer.emit(self.summary_event(active))
+                return
+            stamp = self._sleep(stamp)
+
+    def _sleep(self, stamp: tuple[int, int] | None) -> tuple[int, int] | None:
+        """Until the next group is due, waking each second only to see if the registry changed."""
+        while not self.stop.is_set():
+            now = time.monotonic()
+            nearest = min(self._due.values(), default=now)
+            current = _stamp(self.registry.path)
+            if nearest <= now or (stamp is not None and current != stamp):
+                return current
+            stamp = current
+            self.stop.wait(min(nearest - now, 1.0))
+        return stamp
+
+
+def _stamp(path: os.PathLike[str]) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_mtime_ns, st.st_size)
+
+
+def _claim(change: rules.Change, now: datetime) -> dict[str, Any]:
+    return {"from": change.before, "to": change.after, "outcome": change.outcome,
+            "groups": dict(change.groups), "at": now.isoformat(timespec="seconds")}
+
+
+def distill(output: str, limit: int = 200) -> str:
+    """An action's result in one line: its last non-empty line of output."""
+    for line in reversed(output.splitlines()):
+        if line.strip():
+            return one_line(line)[:limit]
+    return ""
