@@ -78,6 +78,8 @@ def cmd_add(args: argparse.Namespace) -> int:
     from jobmon import registry as reg
 
     config = _config(args)
+    if not args.type:
+        raise Failure("--type is required (see `jobmon types`)", USAGE)
     if args.type not in config.types:
         from jobmon.config import _unknown_type
 
@@ -191,6 +193,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def _watcher(args: argparse.Namespace, registry: "Registry"):  # type: ignore[no-untyped-def]
     from jobmon.watch import Watcher
 
+    _setup_logging(args.verbose)
     config = _config(args)
     return Watcher(config, registry, _printer(args, config), interval=getattr(args, "interval", None))
 
@@ -365,7 +368,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(args.verbose)
     try:
         return args.func(args)
     except Failure as exc:

@@ -81,7 +81,11 @@ def format_json(event: Event, max_line: int = 400) -> str:
         if isinstance(data[key], str):
             data[key] = one_line(data[key])
     line = json.dumps(data, ensure_ascii=False)
-    # Shrink the free-text fields, longest first, until the line fits.
+    # Shrink the free-text fields until the line fits: the description first (to a readable
+    # size), then the detail, then the rest.
+    if len(line) > max_line:
+        data["description"] = clip(data["description"], 80)
+        line = json.dumps(data, ensure_ascii=False)
     for key in ("detail", "description", "id", "host"):
         if len(line) <= max_line:
             break

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from typing import NamedTuple
 
@@ -89,11 +90,10 @@ def run(
     ok_codes: tuple[int, ...] = (0,),
     env: dict[str, str] | None = None,
 ) -> Result:
-    import sh  # imported here: commands that never run a process start faster
-
+    sh = _sh()
     out, err = _Tail(), _Tail()
     started = time.monotonic()
-    timed_out = False
+    expired = threading.Event()
     exit_code: int | None
     with open(os.devnull, "rb") as devnull:
         try:
@@ -107,21 +107,41 @@ def run(
             )
         except (OSError, sh.CommandNotFound) as exc:
             return Result(command, NOT_FOUND, None, "", str(exc), 0.0)
-        try:
-            proc.wait(timeout=timeout)
-            exit_code = proc.exit_code
-        except sh.TimeoutException:
-            timed_out = True
+
+        # Our own timer, not wait(timeout=): that one polls every 100 ms and returns before the
+        # output is all read; this one kills the group and lets wait() collect every byte.
+        def expire() -> None:
+            expired.set()
             _kill_group(proc.pgid)
-            exit_code = _reap(proc)
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            proc.wait()
+            exit_code = proc.exit_code
         except sh.ErrorReturnCode as exc:  # killed by a signal (SignalException_*)
             exit_code = exc.exit_code
         finally:
+            timer.cancel()
             _kill_group(proc.pgid)  # children left behind by a finished bash die with it
+    timed_out = expired.is_set()
     return Result(
         command, classify(exit_code, timed_out, ok_codes), exit_code,
         out.text(), err.text(), time.monotonic() - started,
     )
+
+
+_IMPORT_LOCK = threading.Lock()
+
+
+def _sh():  # type: ignore[no-untyped-def]
+    """``sh`` on first use (commands that run no process start faster), once: threads that
+    import it at the same moment can see the module half set up."""
+    with _IMPORT_LOCK:
+        import sh
+
+        return sh
 
 
 def _kill_group(pgid: int | None) -> None:
@@ -131,16 +151,6 @@ def _kill_group(pgid: int | None) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def _reap(proc: object) -> int | None:
-    import sh
-
-    try:
-        proc.wait()  # type: ignore[attr-defined]
-        return proc.exit_code  # type: ignore[attr-defined]
-    except sh.ErrorReturnCode as exc:
-        return exc.exit_code
 
 
 def spawn(argv: list[str], log_path: str) -> int:

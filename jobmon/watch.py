@@ -20,7 +20,7 @@ from loguru import logger
 from jobmon import plan as planner
 from jobmon import rules, run, template
 from jobmon.config import Config, JobType
-from jobmon.events import Event, Printer, one_line
+from jobmon.events import Event, Printer, clip, one_line
 from jobmon.registry import Invalid, Job, Registry
 from jobmon.report import summarize
 
@@ -53,8 +53,8 @@ class Watcher:
     def cycle(self, *, everything: bool = False) -> list[Job]:
         """Check the due groups (all of them with ``everything``); return the active jobs left."""
         entries = self.registry.read()
-        self._report_unusable(entries)
         jobs = [e for e in entries if isinstance(e, Job) and not e.book.final]
+        jobs = [j for j in jobs if j.key not in self._unusable(entries)]
         now = time.monotonic()
         groups = planner.plan(jobs, self.config)
         due = [g for g in groups if everything or self._due.get(g.key, 0.0) <= now]
@@ -69,6 +69,16 @@ class Watcher:
             return list(pool.map(self._check, groups))
 
     def _check(self, group: planner.Group) -> dict[tuple[str, str, str], rules.Observation]:
+        """Never raises: whatever goes wrong is a failed check, which is not a failed job."""
+        try:
+            return self._check_group(group)
+        except Exception as exc:
+            logger.opt(exception=exc).error("check of {} on {} crashed", group.jtype.name, group.host)
+            self._schedule(group, False)
+            why = f"check crashed: {type(exc).__name__}: {exc}"
+            return {job.key: rules.Observation(None, why) for job in group.jobs}
+
+    def _check_group(self, group: planner.Group) -> dict[tuple[str, str, str], rules.Observation]:
         command = planner.command(group)
         jtype = group.jtype
         logger.debug("check {} ({} jobs): {}", group.key, len(group.jobs), command)
@@ -213,19 +223,34 @@ class Watcher:
         text = ", ".join(f"{n} {m}" for m, n in sorted(moves.items(), key=lambda kv: -kv[1]))
         self.printer.emit(Event(kind="changes", detail=f"{len(rest)} more changes: {text}", counts=moves))
 
-    def _report_unusable(self, entries: Iterable[Any]) -> None:
-        """Say once per watcher what it cannot watch; those entries stay as they are."""
+    def _unusable(self, entries: Iterable[Any]) -> set[tuple[str, str, str]]:
+        """Entries jobmon cannot watch: said once per watcher, left in the registry as they are.
+
+        A job's values are checked again here, not only at ``jobmon add``: agents may write the
+        registry directly, and a host such as ``-oProxyCommand=…`` must never reach ssh.
+        """
+        bad: set[tuple[str, str, str]] = set()
         for entry in entries:
             if isinstance(entry, Invalid):
                 problem = f"{self.registry.path}: {entry.reason}; left as it is"
-            elif isinstance(entry, Job) and entry.type not in self.config.types:
+            elif entry.type not in self.config.types:
                 problem = f"{self.registry.path}: job {entry.id}: unknown job type '{entry.type}'; left as it is"
             else:
-                continue
+                jtype, _ = self.config.resolve(entry.type, entry.host)
+                reason = jtype.problem({k: str(v) for k, v in entry.values().items() if k in jtype.fields or k in ("host", "user")})
+                if reason is None:
+                    continue
+                problem = f"{self.registry.path}: job {clip(entry.id, 24)}: {reason}; not watched"
+            if isinstance(entry, Job):
+                bad.add(entry.key)
             if problem not in self._reported:
                 self._reported.add(problem)
                 logger.error(problem)
                 self.printer.emit(Event(kind="error", detail=problem))
+        return bad
+
+    def watchable(self, active: list[Job]) -> list[Job]:
+        return [j for j in active if j.key not in self._unusable(active)]
 
     def summary_event(self, active: list[Job]) -> Event:
         categories = list(self.finished)
@@ -239,9 +264,6 @@ class Watcher:
         return Event(kind="summary", detail=summary.text(), counts=summary.counts)
 
     # ------------------------------------------------------------ the loop
-
-    def watchable(self, active: list[Job]) -> list[Job]:
-        return [j for j in active if j.type in self.config.types]
 
     def loop(self, *, once: bool = False) -> None:
         self.replay_claimed()

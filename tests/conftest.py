@@ -1,0 +1,163 @@
+"""Shared fixtures: fake executables first on PATH, and an isolated jobmon home.
+
+Commands run through ``sh`` (which forks and execs by itself), so they are faked with small
+real executables rather than by patching: the code under test runs exactly as in production.
+"""
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+# Like OpenSSH: options first, then the host, then the remote words joined by spaces and handed
+# to the remote user's shell with -c. Every call is logged, one line each, to $FAKE_LOG.
+FAKE_SSH = r"""#!/usr/bin/env bash
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o|-p|-i|-J|-l|-F|-S|-E|-c|-m|-b|-O) shift 2 ;;
+    --) shift; break ;;
+    -*) shift ;;
+    *) break ;;
+  esac
+done
+host="$1"; shift
+echo "ssh $host $*" >> "${FAKE_LOG:-/dev/null}"
+if [ -n "${FAKE_SSH_EXIT:-}" ]; then echo "ssh: connect to host $host port 22: Connection refused" >&2; exit "$FAKE_SSH_EXIT"; fi
+exec bash -c "$*"
+"""
+
+# sacct over state files: $FAKE_SLURM/<jobid> holds "STATE|EXITCODE|ELAPSED".
+FAKE_SACCT = r"""#!/usr/bin/env bash
+echo "sacct $*" >> "${FAKE_LOG:-/dev/null}"
+if [ -n "${FAKE_SACCT_FAIL:-}" ]; then
+  echo "sacct: error: Problem talking to the database: Connection refused" >&2; exit 1
+fi
+ids=""
+while [ $# -gt 0 ]; do
+  case "$1" in -j) ids="$2"; shift 2 ;; *) shift ;; esac
+done
+IFS=, read -ra list <<< "$ids"
+for id in "${list[@]}"; do
+  f="$FAKE_SLURM/$id"
+  [ -f "$f" ] && printf '%s|%s\n' "$id" "$(cat "$f")"
+done
+exit 0
+"""
+
+
+class FakeBin:
+    def __init__(self, path: Path, log: Path) -> None:
+        self.path = path
+        self.log = log
+
+    def add(self, name: str, script: str) -> Path:
+        exe = self.path / name
+        exe.write_text(script)
+        exe.chmod(exe.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+        return exe
+
+    def calls(self, prefix: str = "") -> list[str]:
+        if not self.log.exists():
+            return []
+        return [ln for ln in self.log.read_text().splitlines() if ln.startswith(prefix)]
+
+
+@pytest.fixture
+def fakebin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeBin:
+    path = tmp_path / "fakebin"
+    path.mkdir()
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("PATH", f"{path}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_LOG", str(log))
+    return FakeBin(path, log)
+
+
+class Cluster:
+    """A fake SLURM reached through a fake ssh: set states, read how it was asked."""
+
+    def __init__(self, fakebin: FakeBin, state_dir: Path) -> None:
+        self.fakebin = fakebin
+        self.dir = state_dir
+
+    def set(self, job_id: str, state: str, exit_code: str = "0:0", elapsed: str = "00:00:01") -> None:
+        (self.dir / job_id).write_text(f"{state}|{exit_code}|{elapsed}\n")
+
+    def forget(self, job_id: str) -> None:
+        (self.dir / job_id).unlink(missing_ok=True)
+
+    def ssh_calls(self) -> list[str]:
+        return self.fakebin.calls("ssh ")
+
+    def sacct_calls(self) -> list[str]:
+        return self.fakebin.calls("sacct ")
+
+
+@pytest.fixture
+def cluster(fakebin: FakeBin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    state = tmp_path / "slurm"
+    state.mkdir()
+    monkeypatch.setenv("FAKE_SLURM", str(state))
+    fakebin.add("ssh", FAKE_SSH)
+    fakebin.add("sacct", FAKE_SACCT)
+    return Cluster(fakebin, state)
+
+
+class Home(NamedTuple):
+    """An isolated jobmon: its own root, session, XDG config and working directory."""
+
+    root: Path
+    session: str
+    registry: Path
+
+    def args(self) -> list[str]:
+        return ["--root", str(self.root), "--session", self.session]
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return json.loads(self.registry.read_text()) if self.registry.exists() else []
+
+    def history(self) -> list[dict[str, Any]]:
+        path = self.registry.with_name("history.jsonl")
+        return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
+    root = tmp_path / "root"
+    root.mkdir()
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    for var in ("JOBMON_CONFIG", "JOBMON_ROOT", "CLAUDE_CODE_SESSION_ID", "CODEX_THREAD_ID", "JOBMON_LOG"):
+        monkeypatch.delenv(var, raising=False)
+    return Home(root, "s1", root / ".claude" / "agents" / "s1" / "active_jobs.json")
+
+
+class Ran(NamedTuple):
+    code: int
+    out: str
+    err: str
+
+    def lines(self) -> list[str]:
+        return self.out.splitlines()
+
+    def events(self) -> list[dict[str, Any]]:
+        return [json.loads(ln) for ln in self.out.splitlines()]
+
+
+def jobmon(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -> Ran:
+    """Run the real CLI in a child process, as a user or an agent would."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "jobmon", *args], capture_output=True, text=True,
+        timeout=timeout, env=env, stdin=subprocess.DEVNULL,
+    )
+    return Ran(proc.returncode, proc.stdout, proc.stderr)

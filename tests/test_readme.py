@@ -1,0 +1,43 @@
+"""The README's examples are real: the job type and the cluster override load and work."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from conftest import REPO, FakeBin, Home, jobmon
+
+README = (REPO / "README.md").read_text()
+
+
+def yaml_block(marker: str) -> str:
+    for block in re.findall(r"```yaml\n(.*?)```", README, re.S):
+        if marker in block:
+            return block
+    raise AssertionError(f"no yaml block with {marker!r} in README.md")
+
+
+def test_first_screen_gives_the_two_commands() -> None:
+    first_screen = "\n".join(README.splitlines()[:20])
+    assert "make run" in first_screen and "make test" in first_screen
+
+
+def test_the_k8s_example_type_works_with_no_python_change(home: Home, fakebin: FakeBin, tmp_path: Path) -> None:
+    conf = tmp_path / "k8s.yaml"
+    conf.write_text("types:\n" + "\n".join("  " + ln for ln in yaml_block("k8s:").splitlines() if not ln.startswith("#")))
+    fakebin.add("kubectl", '#!/bin/sh\necho "kubectl $*" >> "$FAKE_LOG"\n'
+                           'case "$*" in *jsonpath*) printf Complete ;; *) echo "error: boom" ;; esac\n')
+    assert jobmon("check", "--config", str(conf), *home.args()).code == 0
+    assert jobmon("add", "--type", "k8s", "--id", "train-7", "--config", str(conf), *home.args()).code == 0
+    ran = jobmon("watch", "--json", "--interval", "0.05", "--config", str(conf), *home.args())
+    assert ran.code == 0, ran.err
+    (change, summary) = ran.events()
+    assert (change["type"], change["to"], change["outcome"], change["detail"]) == ("k8s", "COMPLETED", "success", "state COMPLETED")
+    assert fakebin.calls("kubectl") == ["kubectl get job train-7 -n default -o jsonpath={.status.conditions[0].type}"]
+
+
+def test_the_cluster_override_example_loads_and_applies(home: Home, tmp_path: Path) -> None:
+    conf = tmp_path / "monitor.yaml"
+    conf.write_text(yaml_block("clusters:"))
+    ran = jobmon("render", "--type", "slurm", "--id", "1", "--host", "eos-login2", "--config", str(conf), *home.args())
+    assert ran.out == ("ssh -o BatchMode=yes -J bastion.example.com eos-login2 "
+                       "'sacct -M eos -j 1 -X -n -P --format=JobID,State,ExitCode,Elapsed'\n")

@@ -1,0 +1,141 @@
+"""The rules on real captured output: text in, states and changes out, no processes."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from jobmon import config, rules
+from jobmon.rules import Book, Observation, Row
+from conftest import FIXTURES
+
+NOW = datetime(2026, 11, 29, 12, 0, 0)
+
+
+@pytest.fixture(scope="module")
+def types() -> config.Config:
+    return config.from_files([config.packaged_dir() / "monitor.yaml",
+                              *sorted((config.packaged_dir() / "checkers.d").glob("*.yaml"))])
+
+
+def slurm(types: config.Config) -> config.JobType:
+    return types.types["slurm"]
+
+
+def advance(status: str, obs: Observation, jtype: config.JobType, book: Book = Book(), now: datetime = NOW) -> rules.Step:
+    return rules.advance(status, book, obs, jtype, now, unreachable_after=3, lost_after=600)
+
+
+def test_real_sacct_output_gives_each_job_its_normalised_state(types: config.Config) -> None:
+    text = (FIXTURES / "slurm" / "sacct_22.05.txt").read_text()
+    rows = rules.parse_batch(text, slurm(types), ["1", "2", "3", "4"])
+    assert {k: r.state for k, r in rows.items()} == {
+        "1": "COMPLETED", "2": "FAILED", "3": "CANCELLED", "4": "PENDING"}
+    assert rows["2"].groups["exit"] == "3:0"
+    assert rows["1"].groups["elapsed"] == "00:00:02"
+
+
+def test_batch_ignores_ids_not_asked_for_and_lines_that_do_not_match(types: config.Config) -> None:
+    text = "sacct: warning: something\n7|RUNNING|0:0|00:01:00\n8|COMPLETED|0:0|00:02:00\n"
+    rows = rules.parse_batch(text, slurm(types), ["8", "9"])
+    assert list(rows) == ["8"]
+
+
+def test_cancelled_after_a_daemon_restart_reads_the_same(types: config.Config) -> None:
+    # slurmctld restarts can turn "CANCELLED by 0|0:0" into "CANCELLED|0:15": match the first word.
+    rows = rules.parse_batch("5|CANCELLED|0:15|00:00:09\n6|cancelled by 1234|0:0|00:00:01\n", slurm(types), ["5", "6"])
+    assert rows["5"].state == rows["6"].state == "CANCELLED"
+
+
+@pytest.mark.parametrize("state,category", [
+    ("PENDING", "pending"), ("SUSPENDED", "pending"), ("REQUEUED", "pending"),
+    ("RUNNING", "running"), ("COMPLETING", "running"),
+    ("COMPLETED", "success"),
+    ("FAILED", "failure"), ("TIMEOUT", "failure"), ("OUT_OF_MEMORY", "failure"), ("NODE_FAIL", "failure"),
+    ("PREEMPTED", "failure"), ("BOOT_FAIL", "failure"), ("DEADLINE", "failure"),
+    ("UNKNOWN", "unknown"), ("SOMETHING_NEW", "unknown"),
+])
+def test_slurm_vocabulary(types: config.Config, state: str, category: str) -> None:
+    assert slurm(types).category(state) == category
+
+
+def test_an_unknown_state_is_reported_as_is_and_is_not_terminal(types: config.Config) -> None:
+    step = advance("RUNNING", Observation(Row("SOMETHING_NEW", {})), slurm(types))
+    assert step.status == "SOMETHING_NEW"
+    (change,) = step.changes
+    assert (change.before, change.after, change.terminal, change.outcome) == ("RUNNING", "SOMETHING_NEW", False, None)
+
+
+def test_local_type_reads_its_own_check_output(types: config.Config) -> None:
+    local = types.types["local"]
+    assert rules.parse_one("RUNNING\n", local) == Row("RUNNING", {"state": "RUNNING", "exit": ""})
+    assert rules.parse_one("EXITED 0\n", local).state == "COMPLETED"
+    failed = rules.parse_one("EXITED 3\n", local)
+    assert (failed.state, failed.groups["exit"]) == ("FAILED", "3")
+    assert rules.parse_one("ENDED\n", local).state == "ENDED"
+    assert local.category("ENDED") == "failure"  # an unknown exit status is never a success
+    assert rules.parse_one("grep: oops\n", local) is None
+
+
+def test_first_sighting_is_a_change_from_nothing(types: config.Config) -> None:
+    step = advance("", Observation(Row("PENDING", {})), slurm(types))
+    assert [(c.before, c.after) for c in step.changes] == [("", "PENDING")]
+
+
+def test_same_state_again_is_no_change(types: config.Config) -> None:
+    step = advance("RUNNING", Observation(Row("RUNNING", {})), slurm(types))
+    assert step.changes == () and step.status == "RUNNING"
+
+
+def test_terminal_change_carries_outcome_and_groups(types: config.Config) -> None:
+    row = Row("FAILED", {"exit": "3:0", "elapsed": "00:00:01"})
+    (change,) = advance("RUNNING", Observation(row), slurm(types)).changes
+    assert change.terminal and change.outcome == "failure" and change.groups["exit"] == "3:0"
+    (done,) = advance("RUNNING", Observation(Row("COMPLETED", {})), slurm(types)).changes
+    assert done.terminal and done.outcome == "success"
+
+
+def test_failed_checks_keep_the_state_and_say_unreachable_once(types: config.Config) -> None:
+    book, status, said = Book(), "RUNNING", []
+    for _ in range(10):  # ten failures in a row
+        step = advance(status, Observation(None, "connection failed (exit 255)"), slurm(types), book)
+        book, status = step.book, step.status
+        said += step.changes
+    assert status == "RUNNING"
+    assert [(c.kind, c.after, c.terminal) for c in said] == [("unreachable", "UNREACHABLE", False)]
+    assert book.errors == 10 and book.unreachable
+    step = advance(status, Observation(Row("COMPLETED", {})), slurm(types), book)
+    assert [(c.kind, c.after) for c in step.changes] == [("recovered", "RECOVERED"), ("state", "COMPLETED")]
+    assert step.book == Book()
+
+
+def test_two_failures_then_success_say_nothing_about_reachability(types: config.Config) -> None:
+    book = Book()
+    for _ in range(2):
+        book = advance("RUNNING", Observation(None, "timed out after 60s"), slurm(types), book).book
+    step = advance("RUNNING", Observation(Row("RUNNING", {})), slurm(types), book)
+    assert step.changes == () and step.book.errors == 0
+
+
+def test_missing_from_the_scheduler_is_not_yet_then_lost_after_the_grace_period(types: config.Config) -> None:
+    step = advance("", Observation(None), slurm(types))
+    assert step.changes == () and step.status == "" and step.book.missing_since == "2026-11-29T12:00:00"
+    later = advance("", Observation(None), slurm(types), step.book, NOW + timedelta(seconds=599))
+    assert later.changes == ()
+    lost = advance("", Observation(None), slurm(types), later.book, NOW + timedelta(seconds=600))
+    (change,) = lost.changes
+    assert (change.after, change.terminal, change.outcome) == ("LOST", True, "failure")
+    assert change.why == "not seen by any check for 0:10:00"
+
+
+def test_seen_again_clears_the_missing_clock(types: config.Config) -> None:
+    step = advance("PENDING", Observation(None), slurm(types))
+    step = advance("PENDING", Observation(Row("PENDING", {})), slurm(types), step.book, NOW + timedelta(seconds=300))
+    assert step.book.missing_since is None
+
+
+def test_book_round_trips_through_the_registry_dict() -> None:
+    book = Book(errors=2, unreachable=True, missing_since="2026-11-29T12:00:00", last_error="x",
+                final={"to": "COMPLETED"})
+    assert Book.from_dict(book.to_dict()) == book
+    assert Book().to_dict() == {}

@@ -1,0 +1,227 @@
+"""The watcher against a fake SLURM behind a fake ssh (real executables first on PATH)."""
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobmon import config
+from jobmon.events import Printer
+from jobmon.registry import Job, Registry
+from jobmon.rules import Book
+from jobmon.watch import Watcher
+from conftest import Cluster, Home, jobmon
+
+
+def make_watcher(home: Home, cfg: config.Config | None = None) -> tuple[Watcher, io.StringIO]:
+    out = io.StringIO()
+    cfg = cfg or config.load(env={})
+    return Watcher(cfg, Registry(home.registry), Printer(as_json=True, stream=out), interval=0.01), out
+
+
+def events(out: io.StringIO) -> list[dict]:
+    lines = out.getvalue().splitlines()
+    out.seek(0)
+    out.truncate()
+    return [json.loads(ln) for ln in lines]
+
+
+def add(home: Home, *jobs: Job) -> None:
+    reg = Registry(home.registry)
+    with reg.transaction() as entries:
+        entries.extend(jobs)
+
+
+def test_one_sacct_call_per_host_per_poll(home: Home, cluster: Cluster) -> None:
+    jobs = [Job("slurm", str(100 + i), host=f"c{i % 2}") for i in range(6)]
+    for job in jobs:
+        cluster.set(job.id, "PENDING")
+    add(home, *jobs)
+    watcher, out = make_watcher(home)
+    watcher.cycle(everything=True)
+    assert sorted(c.split()[1] for c in cluster.ssh_calls()) == ["c0", "c1"]
+    assert len(cluster.sacct_calls()) == 2
+    # six changes in one cycle: one digest line, not six notifications
+    (digest,) = events(out)
+    assert digest["kind"] == "changes" and digest["detail"] == "6 more changes: 6 NEW -> PENDING"
+
+
+def test_a_job_followed_to_completion_then_moved_to_history(home: Home, cluster: Cluster) -> None:
+    cluster.set("7", "PENDING")
+    add(home, Job("slurm", "7", host="c", description="PTQ Qwen3-8B"))
+    watcher, out = make_watcher(home)
+    watcher.cycle(everything=True)
+    watcher.cycle(everything=True)  # nothing changed: nothing printed
+    cluster.set("7", "RUNNING")
+    watcher.cycle(everything=True)
+    cluster.set("7", "COMPLETED", "0:0", "01:02:03")
+    active = watcher.cycle(everything=True)
+    got = [(e["from"], e["to"], e["terminal"], e["outcome"], e["detail"]) for e in events(out)]
+    assert got == [
+        (None, "PENDING", False, None, "exit 0:0, 00:00:01"),
+        ("PENDING", "RUNNING", False, None, "exit 0:0, 00:00:01"),
+        ("RUNNING", "COMPLETED", True, "success", "exit 0:0, 01:02:03"),
+    ]
+    assert active == [] and home.jobs() == []
+    (record,) = home.history()
+    assert (record["id"], record["last_status"], record["outcome"]) == ("7", "COMPLETED", "success")
+
+
+def test_failure_runs_on_failure_and_carries_its_result(home: Home, cluster: Cluster, tmp_path: Path) -> None:
+    extra = tmp_path / "diag.yaml"
+    extra.write_text(
+        "types:\n  slurm:\n    on_failure: \"{{ ssh }} {{ host }} {% remote %}echo first; echo diagnosis for {{ id }}: {{ state }}{% endremote %}\"\n")
+    cluster.set("8", "FAILED", "3:0", "00:00:05")
+    add(home, Job("slurm", "8", host="c"))
+    watcher, out = make_watcher(home, config.load(cli_config=str(extra), env={}))
+    watcher.cycle(everything=True)
+    (event,) = events(out)
+    assert event["to"] == "FAILED" and event["outcome"] == "failure"
+    assert event["detail"] == "exit 3:0, 00:00:05; diagnosis for 8: FAILED"
+    (record,) = home.history()
+    assert record["action_output"].splitlines() == ["first", "diagnosis for 8: FAILED"]
+
+
+def test_an_unreachable_host_is_not_a_failed_job(home: Home, cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster.set("9", "RUNNING")
+    add(home, Job("slurm", "9", host="c"))
+    watcher, out = make_watcher(home)
+    watcher.cycle(everything=True)
+    events(out)
+    monkeypatch.setenv("FAKE_SSH_EXIT", "255")
+    for _ in range(10):
+        watcher.cycle(everything=True)
+    (unreachable,) = events(out)
+    assert (unreachable["kind"], unreachable["to"], unreachable["terminal"]) == ("event", "UNREACHABLE", False)
+    assert "connection failed (exit 255)" in unreachable["detail"]
+    assert home.jobs()[0]["last_status"] == "RUNNING"
+    monkeypatch.delenv("FAKE_SSH_EXIT")
+    cluster.set("9", "COMPLETED")
+    watcher.cycle(everything=True)
+    assert [(e["kind"], e["to"]) for e in events(out)] == [("event", "RECOVERED"), ("state", "COMPLETED")]
+
+
+def test_sacct_erroring_keeps_the_last_state(home: Home, cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    cluster.set("10", "RUNNING")
+    add(home, Job("slurm", "10", host="c"))
+    watcher, out = make_watcher(home)
+    watcher.cycle(everything=True)
+    monkeypatch.setenv("FAKE_SACCT_FAIL", "1")
+    watcher.cycle(everything=True)
+    (job,) = home.jobs()
+    assert job["last_status"] == "RUNNING" and job["jobmon"]["errors"] == 1
+    assert "Problem talking to the database" in job["jobmon"]["last_error"]
+
+
+def test_a_job_missing_from_sacct_is_not_yet(home: Home, cluster: Cluster) -> None:
+    add(home, Job("slurm", "11", host="c"))
+    watcher, out = make_watcher(home)
+    watcher.cycle(everything=True)
+    assert events(out) == []
+    (job,) = home.jobs()
+    assert job["last_status"] == "" and "missing_since" in job["jobmon"]
+
+
+def test_a_claimed_final_state_is_replayed_after_a_crash(home: Home, cluster: Cluster) -> None:
+    final = {"from": "RUNNING", "to": "COMPLETED", "outcome": "success", "groups": {"exit": "0:0", "elapsed": "00:00:09"}}
+    add(home, Job("slurm", "12", host="c", last_status="COMPLETED", book=Book(final=final)),
+        Job("slurm", "13", host="c", last_status="RUNNING"))
+    cluster.set("13", "RUNNING")
+    watcher, out = make_watcher(home)
+    watcher.replay_claimed()
+    (event,) = events(out)
+    assert (event["id"], event["to"], event["replayed"], event["detail"]) == ("12", "COMPLETED", True, "exit 0:0, 00:00:09")
+    assert [j["id"] for j in home.jobs()] == ["13"]
+    assert [r["id"] for r in home.history()] == ["12"]
+
+
+def test_hostile_registry_entries_are_reported_and_never_run(home: Home, cluster: Cluster, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    add(home, Job("slurm", "14", host=f"-oProxyCommand=touch {marker}"),
+        Job("slurm", f"15;touch {marker}", host="c"), Job("nosuch", "1"), Job("slurm", "16", host="c"))
+    cluster.set("16", "RUNNING")
+    watcher, out = make_watcher(home)
+    watcher.cycle(everything=True)
+    lines = events(out)
+    errors = [e["detail"] for e in lines if e["kind"] == "error"]
+    assert len(errors) == 3
+    assert errors[0].startswith(f"{home.registry}: job 14: slurm: --host '-oProxyCommand=touch ")
+    assert ": slurm: --id '15;touch " in errors[1]
+    assert "unknown job type 'nosuch'" in errors[2]
+    assert [(e["id"], e["to"]) for e in lines if e["kind"] == "state"] == [("16", "RUNNING")]
+    assert cluster.sacct_calls() == ["sacct -j 16 -X -n -P --format=JobID,State,ExitCode,Elapsed"]
+    assert not marker.exists()
+    watcher.cycle(everything=True)
+    assert [e for e in events(out) if e["kind"] == "error"] == []  # said once per watcher
+    assert len(home.jobs()) == 4  # nothing dropped
+
+
+# ---------------------------------------------------------------- the real watcher process
+
+
+def test_watch_process_follows_jobs_to_the_end(home: Home, cluster: Cluster) -> None:
+    cluster.set("20", "COMPLETED", "0:0", "00:10:00")
+    cluster.set("21", "TIMEOUT", "0:0", "01:00:00")
+    for job_id in ("20", "21"):
+        assert jobmon("add", "--type", "slurm", "--id", job_id, "--host", "c", *home.args()).code == 0
+    ran = jobmon("watch", "--json", "--interval", "0.05", *home.args())
+    assert ran.code == 0, ran.err
+    got = [(e["kind"], e["id"], e["to"], e["outcome"]) for e in ran.events()]
+    assert got == [("state", "20", "COMPLETED", "success"), ("state", "21", "TIMEOUT", "failure"),
+                   ("summary", "", None, None)]
+    assert ran.events()[-1]["detail"] == "1 of 2 completed, 1 failed"
+
+
+def test_bin_jobmon_watch_prints_text_events_only_on_stdout(home: Home, cluster: Cluster) -> None:
+    cluster.set("22", "COMPLETED", "0:0", "00:00:03")
+    assert jobmon("add", "--type", "slurm", "--id", "22", "--host", "c", "--desc", "eval", *home.args()).code == 0
+    proc = subprocess.run([str(Path(__file__).parent.parent / "bin" / "jobmon-watch"), "--interval", "0.05",
+                           "-v", *home.args()], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert [ln[9:] for ln in lines] == ['slurm 22@c "eval": NEW -> COMPLETED (exit 0:0, 00:00:03)',
+                                       "1 of 1 completed"]
+
+
+def test_a_second_watcher_names_the_first_and_exits_0(home: Home, cluster: Cluster) -> None:
+    from jobmon.registry import WatchLock
+
+    lock = WatchLock(Registry(home.registry))
+    assert lock.acquire() is None
+    try:
+        ran = jobmon("watch", *home.args())
+    finally:
+        lock.release()
+    assert ran.code == 0
+    assert ran.out.endswith(f"jobmon-watch: already watching {home.registry} (pid {os.getpid()})\n")
+
+
+def test_a_corrupt_registry_is_the_watchers_last_line(home: Home) -> None:
+    home.registry.parent.mkdir(parents=True)
+    home.registry.write_text('[{"type": "slurm", "id": ')
+    ran = jobmon("watch", *home.args())
+    assert ran.code == 3
+    (line,) = ran.lines()
+    assert line[9:] == (f"jobmon-watch: fatal: {home.registry}: not valid JSON "
+                        "(line 1, column 26: Expecting value); left as it is")
+    assert home.registry.read_text() == '[{"type": "slurm", "id": '
+
+
+def test_sigterm_stops_the_watcher_cleanly(home: Home, cluster: Cluster) -> None:
+    cluster.set("23", "RUNNING")
+    assert jobmon("add", "--type", "slurm", "--id", "23", "--host", "c", *home.args()).code == 0
+    proc = subprocess.Popen([sys.executable, "-m", "jobmon", "watch", "--interval", "30", *home.args()],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = proc.stdout.readline()  # blocks until the first event: no sleep needed
+    assert first.endswith("slurm 23@c: NEW -> RUNNING (exit 0:0, 00:00:01)\n")
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0
+    assert rest.splitlines()[-1][9:] == "watch stopped: 0 of 1 completed, 1 running"
+    assert home.jobs()[0]["last_status"] == "RUNNING"
