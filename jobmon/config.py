@@ -79,7 +79,17 @@ class Probe:
     batch_size: int
     regex: re.Pattern[str]
     ok_exit: tuple[int, ...]
+    default: str | None  # the state of a one-job check whose output has no match (e.g. a log still growing)
     source: Mapping[str, str]  # template texts, for `jobmon render` and `types`
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A named regex with an optional text template (its variables: the regex's groups)."""
+
+    name: str
+    regex: re.Pattern[str]
+    text: Any  # jinja2.Template | None: None means the matching line itself
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,8 @@ class JobType:
     rewrite: tuple[tuple[re.Pattern[str], str], ...]
     states: Mapping[str, frozenset[str]]  # category -> states
     detail: Any  # jinja2.Template | None (text, not shell)
+    events: tuple[Pattern, ...]  # key events in a check's output, each said once per job
+    diagnosis: tuple[Pattern, ...]  # in order: the first found in a failure's output is its cause
     on_complete: Any
     on_failure: Any
     sources: tuple[str, ...]
@@ -394,6 +406,20 @@ def _template(text: str | None, allowed: Iterable[str], where: _Where, rel: tupl
         raise where.error(rel, str(exc)) from None
 
 
+def _patterns(raw: list[Mapping[str, str]], key: str, where: _Where) -> tuple[Pattern, ...]:
+    out = []
+    for i, item in enumerate(raw):
+        if "regex" not in item:
+            raise where.error((key, str(i), "regex"), "missing")
+        regex = _regex(item["regex"], where, (key, str(i), "regex"))
+        name = item.get("name", f"{key}-{i}")
+        if name in {p.name for p in out}:
+            raise where.error((key, str(i), "name"), f"'{name}' is used twice")
+        text = _template(item.get("text"), set(regex.groupindex) | {"line"}, where, (key, str(i), "text"), shell=False)
+        out.append(Pattern(name, regex, text))
+    return tuple(out)
+
+
 def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Where, origins: Mapping) -> JobType:
     fields = {"id": FieldSpec("id", True, None, "", "")}
     for fname, spec in body.get("fields", {}).items():
@@ -416,6 +442,7 @@ def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Wh
         batch_size=int(check.get("batch_size", 500)),
         regex=_regex(check["regex"], where, ("check", "regex"), ("state", "id") if check.get("batch") else ("state",)),
         ok_exit=tuple(check.get("ok_exit", [0])),
+        default=check.get("default"),
         source={k: check[k] for k in ("command", "batch") if check.get(k)},
     )
     if probe.batch_size < 1:
@@ -433,6 +460,8 @@ def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Wh
             if both:
                 raise where.error(("states", b), f"{sorted(both)[0]} is already under states.{a}")
     vocabulary = frozenset().union(*states.values())
+    if probe.default is not None and probe.default not in vocabulary:
+        raise where.error(("check", "default"), f"{probe.default!r} is not in states")
     normalize = body.get("normalize", {})
     rewrite = []
     for pat, to in normalize.get("rewrite", {}).items():
@@ -441,6 +470,8 @@ def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Wh
             raise where.error(("normalize", "rewrite", pat), f"rewrites to {to!r}, which is not in states")
         rewrite.append((compiled, to))
 
+    events = _patterns(body.get("events", []), "events", where)
+    diagnosis = _patterns(body.get("diagnosis", []), "diagnosis", where)
     result_vars = job_vars | set(RESULT_VARS) | set(probe.regex.groupindex)
     detail = _template(body.get("detail"), result_vars, where, ("detail",), shell=False)
     for key in ("interval", "timeout", "action_timeout"):
@@ -459,6 +490,8 @@ def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Wh
         rewrite=tuple(rewrite),
         states=states,
         detail=detail,
+        events=events,
+        diagnosis=diagnosis,
         on_complete=_template(body.get("on_complete"), result_vars, where, ("on_complete",), shell=True),
         on_failure=_template(body.get("on_failure"), result_vars, where, ("on_failure",), shell=True),
         sources=sources,

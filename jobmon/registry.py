@@ -285,5 +285,7 @@ SESSION_SAFE = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_
 def registry_path(root: str | None, session_id: str, env: Mapping[str, str]) -> Path:
     if not session_id or session_id in (".", "..") or any(c not in SESSION_SAFE for c in session_id):
         raise RegistryError(f"session id {session_id!r}: use letters, digits, '-', '_' and '.' only")
+    if len(session_id) > 255:  # a folder name: longer fails in mkdir with a traceback
+        raise RegistryError(f"session id '{session_id[:32]}...' is {len(session_id)} characters long; at most 255")
     base = Path(root or env.get("JOBMON_ROOT") or os.getcwd())
     return base / ".claude" / "agents" / session_id / "active_jobs.json"

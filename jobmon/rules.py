@@ -9,7 +9,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Iterable, Mapping, NamedTuple
 
-from jobmon.config import JobType
+from jobmon.config import JobType, Pattern
 
 UNREACHABLE = "UNREACHABLE"
 LOST = "LOST"
@@ -28,6 +28,7 @@ class Observation(NamedTuple):
 
     row: Row | None
     error: str | None = None  # the check itself failed: says nothing about the job
+    text: str = ""  # the job's own output (one-job checks), searched for key events
 
 
 def normalize(raw: str, jtype: JobType) -> str:
@@ -46,9 +47,13 @@ def _row(match: re.Match[str], jtype: JobType) -> Row:
 
 
 def parse_one(output: str, jtype: JobType) -> Row | None:
-    """A single job's check: the first match anywhere in the output."""
+    """A single job's check: the first match anywhere in the output, else the type's default."""
     match = jtype.check.regex.search(output)
-    return _row(match, jtype) if match else None
+    if match:
+        return _row(match, jtype)
+    if jtype.check.default is not None:
+        return Row(jtype.check.default, {g: "" for g in jtype.check.regex.groupindex})
+    return None
 
 
 def parse_batch(output: str, jtype: JobType, ids: Iterable[str]) -> dict[str, Row]:
@@ -76,13 +81,19 @@ class Book(NamedTuple):
     missing_since: str | None = None  # first check that had no row for the job
     last_error: str | None = None
     final: Mapping[str, object] | None = None  # a terminal event claimed but not yet in history
+    seen: tuple[str, ...] = ()  # key events already reported
 
     def to_dict(self) -> dict[str, object]:
-        return {k: v for k, v in self._asdict().items() if v not in (None, 0, False)}
+        out = {k: v for k, v in self._asdict().items() if v not in (None, 0, False, ())}
+        if self.seen:
+            out["seen"] = list(self.seen)
+        return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> "Book":
         known = {k: data[k] for k in cls._fields if k in data}
+        if isinstance(known.get("seen"), list):
+            known["seen"] = tuple(str(x) for x in known["seen"])  # type: ignore[index]
         return cls(**known)  # type: ignore[arg-type]
 
 
@@ -131,7 +142,11 @@ def advance(
     if book.unreachable:
         changes.append(Change("recovered", UNREACHABLE, RECOVERED, False, None, {},
                               f"checks work again after {book.errors} failures"))
-    book = Book()._replace(missing_since=book.missing_since)
+    book = Book()._replace(missing_since=book.missing_since, seen=book.seen)
+    if obs.text and jtype.events:
+        found = key_events(obs.text, jtype.events, book.seen)
+        changes += [Change("event", status, name, False, None, {}, text) for name, text in found]
+        book = book._replace(seen=book.seen + tuple(name for name, _ in found))
 
     if obs.row is None:  # not in the scheduler (yet): never a verdict until the grace period ends
         since = book.missing_since or now.strftime(TIME_FORMAT)
@@ -153,3 +168,38 @@ def advance(
 
 def _duration(seconds: float) -> str:
     return str(timedelta(seconds=int(seconds)))
+
+
+# ---------------------------------------------------------------- key events and diagnosis
+
+
+def _say(pattern: Pattern, match: re.Match[str], line: str) -> str:
+    if pattern.text is None:
+        return line.strip()
+    values = {k: v or "" for k, v in match.groupdict().items()}
+    return pattern.text.render(line=line.strip(), **values).strip()
+
+
+def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> list[tuple[str, str]]:
+    """Each pattern not yet seen that matches a line: (its name, what to say), in output order."""
+    todo = [p for p in patterns if p.name not in set(seen)]
+    found: list[tuple[int, str, str]] = []
+    lines = text.splitlines()
+    for pattern in todo:
+        for n, line in enumerate(lines):
+            match = pattern.regex.search(line)
+            if match:
+                found.append((n, pattern.name, _say(pattern, match, line)))
+                break
+    return [(name, said) for _, name, said in sorted(found)]
+
+
+def diagnose(text: str, patterns: Iterable[Pattern]) -> str | None:
+    """The root cause in one line: the first pattern, in declared order, that matches a line."""
+    lines = text.splitlines()
+    for pattern in patterns:
+        for line in lines:
+            match = pattern.regex.search(line)
+            if match:
+                return _say(pattern, match, line)
+    return None

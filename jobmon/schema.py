@@ -28,7 +28,7 @@ BOOL = Kind("true or false", (bool,))
 
 
 class ListOf(NamedTuple):
-    item: Kind
+    item: Any  # a Kind or a mapping schema
 
 
 class MapOf(NamedTuple):
@@ -85,11 +85,14 @@ def _describe(value: Any) -> str:
 
 FIELD = {"required": BOOL, "pattern": STR, "help": STR, "default": STR}
 
+PATTERN = {"name": STR, "regex": STR, "text": STR}
+
 PROBE = {
     "command": STR,
     "batch": STR,
     "batch_size": INT,
     "regex": STR,
+    "default": STR,
     "ok_exit": ListOf(INT),
 }
 
@@ -107,6 +110,8 @@ JOB_TYPE: Schema = {
         "failure": ListOf(STR),
     },
     "detail": STR,
+    "events": ListOf(PATTERN),
+    "diagnosis": ListOf(PATTERN),
     "on_complete": STR,
     "on_failure": STR,
     "action_timeout": NUM,

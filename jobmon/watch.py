@@ -91,7 +91,7 @@ class Watcher:
         if group.batched:
             rows = rules.parse_batch(result.stdout, jtype, [j.id for j in group.jobs])
             return {job.key: rules.Observation(rows.get(job.id)) for job in group.jobs}
-        return {group.jobs[0].key: rules.Observation(rules.parse_one(result.stdout, jtype))}
+        return {group.jobs[0].key: rules.Observation(rules.parse_one(result.stdout, jtype), text=result.stdout)}
 
     def _schedule(self, group: planner.Group, ok: bool) -> None:
         interval = self.interval or group.jtype.interval
@@ -169,7 +169,12 @@ class Watcher:
             command = template.render(action, values)
             result = run.run(command, jtype.action_timeout)
             output = (result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))[-ACTION_TAIL:]
-            distilled = distill(result.stdout) if result.ok else f"{'on_complete' if change.outcome == 'success' else 'on_failure'} failed: {result.why()}"
+            if result.ok or result.stdout.strip():
+                cause = rules.diagnose(output, jtype.diagnosis) if change.outcome == "failure" else None
+                distilled = cause or distill(result.stdout)
+            else:
+                which = "on_complete" if change.outcome == "success" else "on_failure"
+                distilled = f"{which} failed: {result.why()}"
         event = self._event(job, jtype, change, now, distilled)
         self.finished.append(jtype.category(change.after) if change.after != rules.LOST else "failure")
         record = {**job.to_dict(), "last_status": change.after, "outcome": change.outcome,

@@ -139,3 +139,40 @@ def test_book_round_trips_through_the_registry_dict() -> None:
                 final={"to": "COMPLETED"})
     assert Book.from_dict(book.to_dict()) == book
     assert Book().to_dict() == {}
+
+
+def _type_with_patterns(tmp_path) -> config.JobType:  # type: ignore[no-untyped-def]
+    conf = tmp_path / "t.yaml"
+    conf.write_text(r"""
+types:
+  logfile:
+    check: {command: "cat {{ file }}", regex: '(?m)^Job \d+ finished: (?P<state>\w+)'}
+    states: {success: [SUCCEEDED], failure: [FAILED]}
+    events:
+      - {name: experiment, regex: 'Entering Experiment (?P<exp>\S+) with id: (?P<eid>\S+)', text: "experiment {{ exp }} ({{ eid }})"}
+      - {name: slurm-job, regex: 'Job id: (?P<jid>\d+)'}
+    diagnosis:
+      - {name: cuda-oom, regex: 'CUDA out of memory', text: CUDA out of memory}
+      - {name: traceback, regex: '^\w+(\.\w+)*(Error|Exception): '}
+""")
+    return config.from_files([conf]).types["logfile"]
+
+
+def test_key_events_are_found_in_output_order_and_said_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    jtype = _type_with_patterns(tmp_path)
+    text = "noise\nJob id: 777\nEntering Experiment ptq_qwen with id: ptq_qwen_1712\n"
+    assert rules.key_events(text, jtype.events, ()) == [
+        ("slurm-job", "Job id: 777"), ("experiment", "experiment ptq_qwen (ptq_qwen_1712)")]
+    assert rules.key_events(text, jtype.events, ("slurm-job",)) == [("experiment", "experiment ptq_qwen (ptq_qwen_1712)")]
+    step = advance("", Observation(None, text=text), jtype)
+    assert [(c.kind, c.after) for c in step.changes] == [("event", "slurm-job"), ("event", "experiment")]
+    again = advance("", Observation(None, text=text), jtype, step.book)
+    assert again.changes == () and again.book.seen == ("slurm-job", "experiment")
+
+
+def test_diagnosis_takes_the_first_pattern_in_declared_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    jtype = _type_with_patterns(tmp_path)
+    log = "Traceback (most recent call last):\nRuntimeError: boom\ntorch.OutOfMemoryError: CUDA out of memory. Tried\n"
+    assert rules.diagnose(log, jtype.diagnosis) == "CUDA out of memory"
+    assert rules.diagnose("x\nValueError: bad value\n", jtype.diagnosis) == "ValueError: bad value"
+    assert rules.diagnose("all fine\n", jtype.diagnosis) is None

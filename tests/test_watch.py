@@ -225,3 +225,34 @@ def test_sigterm_stops_the_watcher_cleanly(home: Home, cluster: Cluster) -> None
     assert proc.returncode == 0
     assert rest.splitlines()[-1][9:] == "watch stopped: 0 of 1 completed, 1 running"
     assert home.jobs()[0]["last_status"] == "RUNNING"
+
+
+def test_key_events_and_diagnosis_reach_the_events(home: Home, tmp_path: Path) -> None:
+    conf = tmp_path / "logfile.yaml"
+    conf.write_text(r"""
+types:
+  logfile:
+    fields: {file: {required: true}}
+    check: {command: "cat {{ file }}", regex: '(?m)^Job \d+ finished: (?P<state>\w+)', default: RUNNING}
+    states: {running: [RUNNING], success: [SUCCEEDED], failure: [FAILED]}
+    events:
+      - {name: slurm-job, regex: 'Job id: (?P<jid>\d+)', text: "slurm job {{ jid }}"}
+    diagnosis:
+      - {name: cuda-oom, regex: 'CUDA out of memory', text: CUDA out of memory}
+    on_failure: "tail -n 50 {{ file }}"
+""")
+    log = tmp_path / "launcher.log"
+    log.write_text("starting\n")
+    add(home, Job("logfile", "exp1", fields={"file": str(log)}))
+    watcher, out = make_watcher(home, config.load(cli_config=str(conf), env={}))
+    watcher.cycle(everything=True)
+    assert [(e["from"], e["to"]) for e in events(out)] == [(None, "RUNNING")]  # no final line yet: the default
+    log.write_text("starting\nJob id: 4242\n")
+    watcher.cycle(everything=True)
+    watcher.cycle(everything=True)
+    (event,) = events(out)
+    assert (event["kind"], event["to"], event["detail"], event["terminal"]) == ("event", "slurm-job", "slurm job 4242", False)
+    log.write_text("starting\nJob id: 4242\nRuntimeError: CUDA out of memory. Tried 2 GiB\nmore\nJob 4242 finished: FAILED\n")
+    watcher.cycle(everything=True)
+    (final,) = events(out)
+    assert (final["to"], final["outcome"], final["detail"]) == ("FAILED", "failure", "CUDA out of memory")

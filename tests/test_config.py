@@ -1,0 +1,811 @@
+"""Config: the layers, the deep merge, every error as one exact line, clusters, a new job type.
+
+Every test writes real small YAML files under tmp_path and loads them the way jobmon does:
+``config.from_files`` / ``config.load`` in process, or the real CLI in a child process.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import Home, jobmon
+from jobmon import config, plan
+from jobmon.config import ConfigError
+from jobmon.registry import Job
+
+PACKAGED_DIR = config.packaged_dir()
+PACKAGED = [PACKAGED_DIR / "monitor.yaml", PACKAGED_DIR / "checkers.d" / "local.yaml",
+            PACKAGED_DIR / "checkers.d" / "slurm.yaml"]
+PACKAGED_NAMES = ("monitor.yaml", "checkers.d/local.yaml", "checkers.d/slurm.yaml")
+
+
+def write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"), encoding="utf-8")
+    return path
+
+
+def load_error(*files: Path) -> str:
+    """The one line a config made of the packaged files and ``files`` fails with."""
+    with pytest.raises(ConfigError) as exc:
+        config.from_files([*PACKAGED, *files])
+    message = str(exc.value)
+    assert "\n" not in message
+    return message
+
+
+# ---------------------------------------------------------------- the packaged defaults
+
+
+def test_the_packaged_defaults_load(home: Home) -> None:
+    cfg = config.load(env={"XDG_CONFIG_HOME": str(home.root.parent / "xdg")})
+    assert list(cfg.types) == ["local", "slurm"]
+    assert cfg.files == PACKAGED_NAMES
+    assert cfg.clusters == ()
+    assert cfg.settings.interval == 30.0 and cfg.settings.max_parallel == 8
+    assert cfg.settings.ssh == ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15")
+    slurm = cfg.types["slurm"]
+    assert slurm.sources == ("checkers.d/slurm.yaml",)
+    assert slurm.check.batch is not None and slurm.check.command is None
+    assert set(slurm.fields) == {"id", "host"} and slurm.fields["host"].required
+    assert slurm.category("CANCELLED") == "failure" and slurm.category("COMPLETED") == "success"
+    assert cfg.types["local"].interval == 2.0
+    assert cfg.types["local"].sources == ("checkers.d/local.yaml",)
+
+
+def test_jobmon_check_accepts_the_packaged_defaults(home: Home) -> None:
+    ran = jobmon("check")
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.out == "config OK: 2 job types, 0 clusters, from monitor.yaml, checkers.d/local.yaml, checkers.d/slurm.yaml\n"
+
+
+def test_jobmon_types_lists_the_packaged_types_with_their_files(home: Home) -> None:
+    ran = jobmon("types")
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.lines() == [
+        "local: a process on this machine, by pid (exit code from --file)",
+        "  fields: id, [file], [log]; every 2s; from checkers.d/local.yaml",
+        "slurm: a SLURM job, checked with sacct over ssh",
+        "  fields: id, host; every 30s; from checkers.d/slurm.yaml",
+    ]
+
+
+def test_an_empty_layer_file_changes_nothing(tmp_path: Path) -> None:
+    empty = write(tmp_path / "empty.yaml", "# nothing yet\n")
+    cfg = config.from_files([*PACKAGED, empty])
+    assert list(cfg.types) == ["local", "slurm"]
+    assert cfg.files == (*PACKAGED_NAMES, str(empty))
+
+
+# ---------------------------------------------------------------- layers and the deep merge
+
+
+def test_a_later_layer_overrides_one_key_and_keeps_the_rest_of_the_type(tmp_path: Path) -> None:
+    mine = write(tmp_path / "mine.yaml", """
+        types:
+          slurm:
+            interval: 120
+    """)
+    base = config.from_files(PACKAGED).types["slurm"]
+    slurm = config.from_files([*PACKAGED, mine]).types["slurm"]
+    assert slurm.interval == 120.0
+    assert slurm.timeout == base.timeout == 60.0
+    assert slurm.description == base.description
+    assert slurm.check.source == base.check.source
+    assert slurm.check.regex.pattern == base.check.regex.pattern
+    assert slurm.states == base.states
+    assert [(p.pattern, to) for p, to in slurm.rewrite] == [(r"^CANCELLED\b", "CANCELLED")]
+    assert slurm.sources == ("checkers.d/slurm.yaml", str(mine))
+
+
+def test_lists_are_replaced_whole_and_mappings_merged(tmp_path: Path) -> None:
+    mine = write(tmp_path / "checkers.d" / "slurm.yaml", """
+        slurm:
+          states:
+            failure: [FAILED, CANCELLED]
+          normalize:
+            rewrite:
+              '^TIMEOUT$': FAILED
+          check:
+            ok_exit: [0, 1]
+    """)
+    settings = write(tmp_path / "monitor.yaml", """
+        settings:
+          ssh: [ssh, -J, bastion]
+          timeout: 5
+    """)
+    cfg = config.from_files([*PACKAGED, settings, mine])
+    slurm = cfg.types["slurm"]
+    assert slurm.states["failure"] == {"FAILED", "CANCELLED"}  # the packaged list is gone
+    assert "PENDING" in slurm.states["pending"] and slurm.states["success"] == {"COMPLETED"}
+    assert [(p.pattern, to) for p, to in slurm.rewrite] == [(r"^CANCELLED\b", "CANCELLED"), ("^TIMEOUT$", "FAILED")]
+    assert slurm.check.ok_exit == (0, 1)
+    assert slurm.check.batch is not None
+    assert cfg.settings.ssh == ("ssh", "-J", "bastion")
+    assert cfg.settings.timeout == 5.0 and cfg.settings.interval == 30.0 and cfg.settings.max_line == 400
+
+
+def test_layer_order_packaged_xdg_cwd_env_cli(home: Home, tmp_path: Path) -> None:
+    """Each layer sets slurm.interval (the last one wins) and adds a field of its own (all kept)."""
+    xdg = tmp_path / "xdg"
+    layers = {
+        "xdg monitor": write(xdg / "jobmon" / "monitor.yaml", """
+            settings: {interval: 11, ssh: [ssh, -o, BatchMode=yes]}
+            types:
+              slurm: {interval: 11, timeout: 41, fields: {a: {help: from xdg monitor}}}
+        """),
+        "xdg checkers": write(xdg / "jobmon" / "checkers.d" / "slurm.yaml", """
+            slurm: {interval: 12, fields: {b: {help: from xdg checkers.d}}}
+        """),
+        "cwd": write(Path.cwd() / "monitor.yaml", """
+            settings: {timeout: 13}
+            types:
+              slurm: {interval: 13, fields: {c: {help: from ./monitor.yaml}}}
+        """),
+        "env": write(tmp_path / "env.yaml", """
+            settings: {timeout: 14, max_parallel: 3}
+            types:
+              slurm: {interval: 14, fields: {d: {help: from JOBMON_CONFIG}}}
+        """),
+        "cli": write(tmp_path / "cli" / "monitor.yaml", """
+            types:
+              slurm: {interval: 15, description: mine, fields: {e: {help: from --config}}}
+        """),
+    }
+    cfg = config.load(cli_config=str(tmp_path / "cli"),
+                      env={"XDG_CONFIG_HOME": str(xdg), "JOBMON_CONFIG": str(layers["env"])})
+    names = tuple(str(p) for p in layers.values())
+    assert cfg.files == (*PACKAGED_NAMES, *names)
+    slurm = cfg.types["slurm"]
+    assert slurm.interval == 15.0
+    assert slurm.timeout == 41.0
+    assert slurm.description == "mine"
+    assert list(slurm.fields) == ["id", "host", "a", "b", "c", "d", "e"]
+    assert slurm.fields["d"].help == "from JOBMON_CONFIG"
+    assert slurm.check.batch is not None
+    assert slurm.sources == ("checkers.d/slurm.yaml", *names)
+    assert cfg.types["local"].sources == ("checkers.d/local.yaml",)
+    assert cfg.settings.interval == 11.0
+    assert cfg.settings.timeout == 14.0
+    assert cfg.settings.max_parallel == 3
+    assert cfg.settings.ssh == ("ssh", "-o", "BatchMode=yes")
+
+
+def test_each_layer_beats_the_one_before(home: Home, tmp_path: Path) -> None:
+    xdg = tmp_path / "xdg"
+    env = {"XDG_CONFIG_HOME": str(xdg)}
+    assert config.load(env=env).settings.interval == 30.0
+    write(xdg / "jobmon" / "monitor.yaml", "settings: {interval: 1}\n")
+    assert config.load(env=env).settings.interval == 1.0
+    write(Path.cwd() / "monitor.yaml", "settings: {interval: 2}\n")
+    assert config.load(env=env).settings.interval == 2.0
+    env["JOBMON_CONFIG"] = str(write(tmp_path / "env.yaml", "settings: {interval: 3}\n"))
+    assert config.load(env=env).settings.interval == 3.0
+    cli = write(tmp_path / "cli.yaml", "settings: {interval: 4}\n")
+    assert config.load(cli_config=str(cli), env=env).settings.interval == 4.0
+
+
+def test_a_file_named_by_two_layers_is_read_once(home: Home, tmp_path: Path) -> None:
+    here = write(Path.cwd() / "monitor.yaml", "settings: {interval: 7}\n")
+    cfg = config.load(cli_config=str(here), env={"XDG_CONFIG_HOME": str(tmp_path / "xdg"), "JOBMON_CONFIG": str(here)})
+    assert cfg.files == (*PACKAGED_NAMES, str(here))
+
+
+def test_the_cli_names_every_layer_it_read(home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path / "xdg" / "jobmon" / "checkers.d" / "slurm.yaml", "slurm: {interval: 12}\n")
+    env_file = write(tmp_path / "env.yaml", "types: {slurm: {interval: 14}}\n")
+    cli_file = write(tmp_path / "cli.yaml", "types: {slurm: {interval: 15}}\n")
+    monkeypatch.setenv("JOBMON_CONFIG", str(env_file))
+    ran = jobmon("types", "--config", str(cli_file))
+    assert (ran.code, ran.err) == (0, "")
+    xdg_file = tmp_path / "xdg" / "jobmon" / "checkers.d" / "slurm.yaml"
+    assert ran.lines()[3] == f"  fields: id, host; every 15s; from checkers.d/slurm.yaml, {xdg_file}, {env_file}, {cli_file}"
+    ran = jobmon("types", "--json", "--config", str(cli_file))
+    slurm = [e for e in ran.events() if e["type"] == "slurm"][0]
+    assert slurm["files"] == ["checkers.d/slurm.yaml", str(xdg_file), str(env_file), str(cli_file)]
+
+
+# ---------------------------------------------------------------- errors, one exact line each
+
+ERRORS = [
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          chek:
+            regex: '(?P<state>.*)'
+    """, "{f}: slurm.chek: unknown key (did you mean 'check'?)", id="unknown-key-checkers"),
+    pytest.param("monitor.yaml", """
+        settings:
+          intervall: 5
+    """, "{f}: settings.intervall: unknown key (did you mean 'interval'?)", id="unknown-key-settings"),
+    pytest.param("monitor.yaml", """
+        types:
+          slurm:
+            check:
+              regexp: x
+    """, "{f}: types.slurm.check.regexp: unknown key (did you mean 'regex'?)", id="unknown-key-monitor"),
+    pytest.param("monitor.yaml", """
+        setings: {}
+    """, "{f}: setings: unknown key (did you mean 'settings'?)", id="unknown-top-key"),
+    pytest.param("monitor.yaml", """
+        zzz: {}
+    """, "{f}: zzz: unknown key (valid: settings, types, clusters)", id="unknown-key-no-near"),
+    pytest.param("checkers.d/x.yaml", r"""
+        slurm:
+          check:
+            regex: '^(?P<id>[^|]+)\|(?P<state>[^|]*'
+    """, "{f}: slurm.check.regex: bad regex: missing ), unterminated subpattern at position 16", id="bad-regex"),
+    pytest.param("checkers.d/x.yaml", r"""
+        slurm:
+          check:
+            regex: '^(?P<id>[^|]+)\|(?P<status>[^|]*)'
+    """, "{f}: slurm.check.regex: no (?P<state>…) group", id="no-state-group"),
+    pytest.param("checkers.d/x.yaml", r"""
+        slurm:
+          check:
+            regex: '^(?P<job>[^|]+)\|(?P<state>[^|]*)'
+    """, "{f}: slurm.check.regex: no (?P<id>…) group", id="batch-without-id-group"),
+    pytest.param("monitor.yaml", r"""
+        types:
+          slurm:
+            check:
+              regex: '^(?P<job>[^|]+)\|(?P<state>[^|]*)'
+    """, "{f}: types.slurm.check.regex: no (?P<id>…) group", id="batch-without-id-group-monitor"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          fields:
+            id: {pattern: '[0-9'}
+    """, "{f}: slurm.fields.id.pattern: bad regex: unterminated character set at position 0", id="bad-field-pattern"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          normalize:
+            rewrite:
+              '*CANCELLED': CANCELLED
+    """, "{f}: slurm.normalize.rewrite.*CANCELLED: bad regex: nothing to repeat at position 0", id="bad-rewrite-regex"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          detail: "exit {{ exit "
+    """, "{f}: slurm.detail: template syntax error on line 1: unexpected end of template, "
+         "expected 'end of print statement'.", id="template-syntax"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          check:
+            batch: "{{ ssh }} {{ host }} {% remote %}sacct -j {{ ids | join(',') }}{% endremote"
+    """, "{f}: slurm.check.batch: template syntax error on line 1: unexpected '}'", id="template-syntax-remote"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          check:
+            batch: "{{ ssh }} {{ host }} {% remote %}sacct -j {{ id }}{% endremote %}"
+    """, "{f}: slurm.check.batch: unknown variable id (known: host, ids, jobs, ssh, type, user)",
+        id="template-unknown-variable"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          on_failure: "tail {{ logfile }}"
+    """, "{f}: slurm.on_failure: unknown variable logfile (known: description, elapsed, exit, file, groups, "
+         "host, id, outcome, previous, ssh, state, submitted, type, user)", id="action-unknown-variable"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          states:
+            running: [RUNNING, COMPLETED]
+    """, "{f}: slurm.states.running: COMPLETED is already under states.success"
+    if False else "checkers.d/slurm.yaml: slurm.states.success: COMPLETED is already under states.running",
+        id="two-categories-packaged-order"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          normalize:
+            rewrite:
+              '^CANCELLED': CANCELED
+    """, "{f}: slurm.normalize.rewrite.^CANCELLED: rewrites to 'CANCELED', which is not in states",
+        id="rewrite-outside-vocabulary"),
+    pytest.param("monitor.yaml", """
+        settings:
+          interval: fast
+    """, "{f}: settings.interval: expected a number, found the string 'fast'", id="string-for-number"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          timeout: "60"
+    """, "{f}: slurm.timeout: expected a number, found the string '60'", id="quoted-number"),
+    pytest.param("monitor.yaml", """
+        settings:
+          max_parallel: 2.5
+    """, "{f}: settings.max_parallel: expected a whole number, found the number 2.5", id="float-for-int"),
+    pytest.param("monitor.yaml", """
+        settings:
+          interval: yes
+    """, "{f}: settings.interval: expected a number, found a boolean", id="bool-for-number"),
+    pytest.param("monitor.yaml", """
+        settings:
+          ssh: ssh -J bastion
+    """, "{f}: settings.ssh: expected a list, found the string 'ssh -J bastion'", id="string-for-list"),
+    pytest.param("monitor.yaml", """
+        settings:
+          ssh: [ssh, -p, 22]
+    """, "{f}: settings.ssh.2: expected a string, found the number 22", id="number-in-string-list"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          normalize: {upper: "yes"}
+    """, "{f}: slurm.normalize.upper: expected true or false, found the string 'yes'", id="string-for-bool"),
+    pytest.param("checkers.d/x.yaml", """
+        - slurm
+    """, "{f}: (top): expected a mapping, found a list", id="list-at-top"),
+    pytest.param("monitor.yaml", """
+        settings:
+          interval: 0
+    """, "{f}: settings.interval: must be greater than 0", id="zero-interval"),
+    pytest.param("monitor.yaml", """
+        settings:
+          max_line: 40
+    """, "{f}: settings.max_line: must be at least 80", id="short-max-line"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          interval: -1
+    """, "{f}: slurm.interval: must be greater than 0", id="negative-type-interval"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          check:
+            batch_size: 0
+    """, "{f}: slurm.check.batch_size: must be at least 1", id="zero-batch-size"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), ERRORS)
+def test_each_error_is_one_exact_line(tmp_path: Path, name: str, text: str, message: str) -> None:
+    path = write(tmp_path / name, text)
+    assert load_error(path) == message.format(f=path)
+
+
+# A brand-new type, complete but for what each case below breaks.
+NEW_TYPE = """
+    k8s:
+      check:
+        command: kubectl get job {{ id }}
+        regex: '(?P<state>[A-Z]+)'
+      states:
+        running: [RUNNING]
+        success: [SUCCEEDED]
+        failure: [FAILED]
+"""
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ("      states:\n        running: [RUNNING]\n        success: [SUCCEEDED]\n        failure: [FAILED]\n",
+     "      states:\n        running: [RUNNING]\n",
+     "{f}: k8s.states: no terminal state: list at least one state under success or failure"),
+    ("        failure: [FAILED]", "        failure: [FAILED, RUNNING]",
+     "{f}: k8s.states.failure: RUNNING is already under states.running"),
+    ("        command: kubectl get job {{ id }}\n", "",
+     "{f}: k8s.check.command: missing: give command, batch, or both"),
+    ("        regex: '(?P<state>[A-Z]+)'\n", "",
+     "{f}: k8s.check.regex: missing: the regex that finds the state"),
+    ("        command: kubectl get job {{ id }}\n", "        batch: kubectl get jobs {{ ids }}\n",
+     "{f}: k8s.check.regex: no (?P<id>…) group"),
+    ("        command: kubectl get job {{ id }}", "        command: kubectl get job {{ name }}",
+     "{f}: k8s.check.command: unknown variable name (known: description, file, host, id, ssh, submitted, type, user)"),
+    ("      check:", "      chekc:", "{f}: k8s.chekc: unknown key (did you mean 'check'?)"),
+])
+def test_errors_in_a_new_type(tmp_path: Path, old: str, new: str, message: str) -> None:
+    text = textwrap.dedent(NEW_TYPE).lstrip("\n")
+    old = textwrap.dedent(old) if old.startswith("      ") and "\n" in old else old
+    assert old.replace("    ", "", 1) in text or old in text
+    path = write(tmp_path / "checkers.d" / "k8s.yaml", text.replace(old.replace("    ", "", 1), new.replace("    ", "", 1), 1)
+                 if old not in text else text.replace(old, new, 1))
+    assert load_error(path) == message.format(f=path)
+
+
+def test_a_new_type_needs_a_check(tmp_path: Path) -> None:
+    path = write(tmp_path / "checkers.d" / "k8s.yaml", "k8s: {description: no check yet}\n")
+    assert load_error(path) == f"{path}: k8s.check: missing: a job type needs a check (command or batch, and regex)"
+
+
+def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
+    path = write(tmp_path / "monitor.yaml", """
+        settings:
+          interval: 3
+           timeout: 4
+    """)
+    assert load_error(path) == f"{path}:3:11: YAML syntax error: mapping values are not allowed here"
+
+
+def test_an_unclosed_flow_list_names_where_yaml_gave_up(tmp_path: Path) -> None:
+    path = write(tmp_path / "checkers.d" / "slurm.yaml", """
+        slurm:
+          states:
+            running: [RUNNING, COMPLETING
+          interval: 5
+    """)
+    assert load_error(path) == f"{path}:4:11: YAML syntax error: expected ',' or ']', but got ':'"
+
+
+def test_an_unreadable_file_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.yaml"
+    path.write_bytes(b"settings:\n  interval: \xff\n")
+    assert load_error(path) == (f"{path}: cannot read: 'utf-8' codec can't decode byte 0xff in position 22: "
+                                "invalid start byte")
+
+
+def test_a_missing_cli_or_env_config_path_is_an_error(home: Home, tmp_path: Path) -> None:
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+    with pytest.raises(ConfigError) as exc:
+        config.load(cli_config=str(tmp_path / "nope.yaml"), env=env)
+    assert str(exc.value) == f"{tmp_path / 'nope.yaml'}: no such file or folder"
+    with pytest.raises(ConfigError) as exc:
+        config.load(env={**env, "JOBMON_CONFIG": str(tmp_path / "gone")})
+    assert str(exc.value) == f"{tmp_path / 'gone'}: no such file or folder"
+    # The implicit layers may be missing: no XDG folder, no ./monitor.yaml.
+    assert config.load(env=env).files == PACKAGED_NAMES
+
+
+def test_an_error_from_a_later_layer_names_the_later_file(tmp_path: Path) -> None:
+    first = write(tmp_path / "first" / "checkers.d" / "slurm.yaml", "slurm: {interval: 10}\n")
+    later = write(tmp_path / "later.yaml", r"""
+        types:
+          slurm:
+            check:
+              regex: '^(?P<job>[^|]+)\|(?P<state>[^|]*)'
+    """)
+    assert load_error(first, later) == f"{later}: types.slurm.check.regex: no (?P<id>…) group"
+    later = write(tmp_path / "later.yaml", "settings: {lost_after: 0}\n")
+    assert load_error(first, later) == f"{later}: settings.lost_after: must be greater than 0"
+    later = write(tmp_path / "later.yaml", "types: {slurm: {normalize: {rewrite: {'^OOM': OOM}}}}\n")
+    assert load_error(first, later) == f"{later}: types.slurm.normalize.rewrite.^OOM: rewrites to 'OOM', which is not in states"
+
+
+def test_a_state_moved_by_a_later_layer_blames_the_later_file(tmp_path: Path) -> None:
+    """PREEMPTED is packaged as a failure; the user's layer lists it as pending too."""
+    later = write(tmp_path / "checkers.d" / "slurm.yaml", """
+        slurm:
+          states:
+            pending: [PENDING, PREEMPTED]
+    """)
+    assert load_error(later) == f"{later}: slurm.states.pending: PREEMPTED is already under states.failure"
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("types: {slurm: {check: {regex: '(?P<id>x)'}}}\n", "{f}: types.slurm.check.regex: no (?P<state>…) group"),
+    ("settings:\n  interval: 3\n   timeout: 4\n", "{f}:3:11: YAML syntax error: mapping values are not allowed here"),
+    ("settings: {timeout: soon}\n", "{f}: settings.timeout: expected a number, found the string 'soon'"),
+    ("clusters: {eos: {hosts: [eos], types: {slrum: {interval: 5}}}}\n",
+     "{f}: clusters.eos.types.slrum: unknown job type 'slrum' (did you mean 'slurm'?)"),
+])
+def test_jobmon_check_exits_2_with_the_one_line(home: Home, tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "bad.yaml", text)
+    for command in ("check", "types", "list", "status"):
+        ran = jobmon(command, "--config", str(path), *home.args())
+        if command in ("list",):
+            continue  # list reads no config
+        assert (ran.code, ran.out, ran.err) == (2, "", f"jobmon: {message.format(f=path)}\n"), command
+
+
+def test_jobmon_check_with_a_missing_config_exits_2(home: Home, tmp_path: Path) -> None:
+    ran = jobmon("check", "--config", str(tmp_path / "nope.yaml"))
+    assert (ran.code, ran.out, ran.err) == (2, "", f"jobmon: {tmp_path / 'nope.yaml'}: no such file or folder\n")
+
+
+# ---------------------------------------------------------------- clusters
+
+CLUSTERS = """
+    clusters:
+      eos:
+        hosts: ["eos", "eos-login*"]
+        settings:
+          ssh: [ssh, -J, bastion]
+          unreachable_after: 9
+        types:
+          slurm:
+            interval: 60
+            check:
+              batch: "{{ ssh }} {{ host }} {% remote %}sacct -M eos -j {{ ids | join(',') }}{% endremote %}"
+      everywhere:
+        hosts: ["*"]
+        settings:
+          unreachable_after: 4
+          max_line: 300
+"""
+
+
+def test_a_cluster_overrides_a_type_and_settings_for_its_hosts_only(tmp_path: Path) -> None:
+    path = write(tmp_path / "monitor.yaml", CLUSTERS)
+    cfg = config.from_files([*PACKAGED, path])
+    assert [(c.name, c.hosts) for c in cfg.clusters] == [("eos", ("eos", "eos-login*")), ("everywhere", ("*",))]
+    base = cfg.types["slurm"]
+
+    for host in ("eos", "eos-login2"):
+        slurm, settings = cfg.resolve("slurm", host)
+        assert slurm.interval == 60.0
+        assert slurm.check.source["batch"].startswith("{{ ssh }} {{ host }} {% remote %}sacct -M eos")
+        assert slurm.check.regex.pattern == base.check.regex.pattern  # merged, not replaced
+        assert slurm.states == base.states and slurm.timeout == 60.0
+        assert settings.ssh == ("ssh", "-J", "bastion")
+        assert settings.unreachable_after == 4  # both clusters match: the later one wins
+        assert settings.max_line == 300
+        assert settings.interval == cfg.settings.interval
+        assert str(path) in slurm.sources
+
+    for host in ("eos2", "login.eos", "other"):
+        slurm, settings = cfg.resolve("slurm", host)
+        assert slurm.interval == 30.0 and slurm.check.source == base.check.source
+        assert settings.ssh == cfg.settings.ssh and settings.unreachable_after == 4 and settings.max_line == 300
+
+    assert cfg.resolve("slurm", "") == (base, cfg.settings)
+    assert cfg.settings.unreachable_after == 3
+    local, settings = cfg.resolve("local", "eos-login1")
+    assert local.check.source == cfg.types["local"].check.source
+    assert settings.ssh == ("ssh", "-J", "bastion")
+
+
+def test_a_cluster_override_reaches_the_rendered_command(tmp_path: Path) -> None:
+    path = write(tmp_path / "monitor.yaml", CLUSTERS)
+    cfg = config.from_files([*PACKAGED, path])
+    jobs = [Job(type="slurm", id=i, host=h) for i, h in [("1", "eos-login1"), ("2", "eos-login1"), ("3", "della")]]
+    commands = {g.host: plan.command(g) for g in plan.plan(jobs, cfg)}
+    assert commands["eos-login1"] == "ssh -J bastion eos-login1 'sacct -M eos -j 1,2'"
+    assert commands["della"] == ("ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 della "
+                                 "'sacct -j 3 -X -n -P --format=JobID,State,ExitCode,Elapsed'")
+
+
+def test_a_cluster_in_its_own_layer_overrides_a_type_from_another(tmp_path: Path) -> None:
+    typ = write(tmp_path / "a" / "checkers.d" / "slurm.yaml", "slurm: {interval: 45}\n")
+    clus = write(tmp_path / "b.yaml", "clusters: {della: {hosts: [della*], types: {slurm: {timeout: 5}}}}\n")
+    cfg = config.from_files([*PACKAGED, typ, clus])
+    slurm, _ = cfg.resolve("slurm", "della-gpu")
+    assert (slurm.interval, slurm.timeout) == (45.0, 5.0)
+    assert cfg.resolve("slurm", "eos")[0].timeout == 60.0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("""
+     clusters:
+       eos:
+         hosts: [eos]
+         types:
+           slurm:
+             check:
+               regex: '^(?P<id>[^|]+)\\|(?P<state>[^|]*'
+     """, "{f}: clusters.eos.types.slurm.check.regex: bad regex: missing ), unterminated subpattern at position 16"),
+    ("""
+     clusters:
+       eos:
+         hosts: [eos]
+         types:
+           slurm:
+             check:
+               regex: '^(?P<id>[^|]+)'
+     """, "{f}: clusters.eos.types.slurm.check.regex: no (?P<state>…) group"),
+    ("""
+     clusters:
+       eos:
+         hosts: [eos]
+         types:
+           slurm:
+             detail: "{{ exitcode }}"
+     """, "{f}: clusters.eos.types.slurm.detail: unknown variable exitcode (known: description, elapsed, exit, "
+          "file, groups, host, id, outcome, previous, ssh, state, submitted, type, user)"),
+    ("""
+     clusters:
+       eos:
+         hosts: [eos]
+         settings:
+           timeout: 0
+     """, "{f}: clusters.eos.settings.timeout: must be greater than 0"),
+    ("""
+     clusters:
+       eos:
+         hosts: [eos]
+         types:
+           slurmm:
+             interval: 60
+     """, "{f}: clusters.eos.types.slurmm: unknown job type 'slurmm' (did you mean 'slurm'?)"),
+    ("""
+     clusters:
+       eos:
+         types:
+           slurm: {interval: 60}
+     """, "{f}: clusters.eos.hosts: a cluster needs at least one host glob"),
+    ("""
+     clusters:
+       eos:
+         hosts: eos
+     """, "{f}: clusters.eos.hosts: expected a list, found the string 'eos'"),
+    ("""
+     clusters:
+       eos:
+         host: [eos]
+     """, "{f}: clusters.eos.host: unknown key (did you mean 'hosts'?)"),
+])
+def test_cluster_errors_are_reported_at_load(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "clusters.yaml", text)
+    assert load_error(path) == message.format(f=path)
+
+
+# ---------------------------------------------------------------- JobType.problem
+
+
+@pytest.fixture(scope="module")
+def packaged() -> config.Config:
+    return config.from_files(PACKAGED)
+
+
+def test_problem_accepts_good_values(packaged: config.Config) -> None:
+    assert packaged.types["slurm"].problem({"id": "1234567_3", "host": "della-gpu.princeton.edu", "user": "me"}) is None
+    assert packaged.types["local"].problem({"id": "4242", "host": "", "user": "", "file": "/tmp/x y"}) is None
+
+
+def test_problem_a_required_field_is_missing(packaged: config.Config) -> None:
+    assert packaged.types["slurm"].problem({"id": "123", "host": ""}) == (
+        "job type 'slurm' needs --host (the cluster's login node or ssh alias)")
+    assert packaged.types["slurm"].problem({"host": "eos"}) == "job type 'slurm' needs --id (a SLURM job id, e.g. 1234567 or 1234567_3)"
+
+
+def test_problem_a_value_not_matching_the_type_pattern(packaged: config.Config) -> None:
+    assert packaged.types["slurm"].problem({"id": "123; rm -rf ~", "host": "eos"}) == (
+        r"slurm: --id '123; rm -rf ~' is not valid: a SLURM job id, e.g. 1234567 or 1234567_3 "
+        r"(must match [0-9]+(_[0-9]+)?(\.[0-9A-Za-z]+)?)")
+    # fullmatch: a valid prefix is not enough
+    assert packaged.types["local"].problem({"id": "12\n34"}) == (
+        "local: --id '12\\n34' is not valid: the process id (must match [0-9]{1,10})")
+
+
+def test_problem_a_host_or_user_that_is_an_ssh_option(packaged: config.Config) -> None:
+    assert packaged.types["slurm"].problem({"id": "1", "host": "-oProxyCommand=touch /tmp/x"}) == (
+        "slurm: --host '-oProxyCommand=touch /tmp/x' is not valid: the cluster's login node or ssh alias "
+        "(must match [A-Za-z0-9_][A-Za-z0-9._-]{0,252})")
+    assert packaged.types["local"].problem({"id": "1", "host": "-x"}) == (
+        "local: --host '-x' is not valid (must match [A-Za-z0-9_][A-Za-z0-9._-]{0,252})")
+    assert packaged.types["slurm"].problem({"id": "1", "host": "eos", "user": "-l root"}) == (
+        "slurm: --user '-l root' is not valid (must match [A-Za-z_][A-Za-z0-9_.-]{0,63})")
+
+
+def test_problem_cuts_a_long_value(packaged: config.Config) -> None:
+    message = packaged.types["slurm"].problem({"id": "1", "host": "-" + "a" * 500})
+    assert message is not None and len(message) < 250
+    assert f"'{'-' + 'a' * 79}'" in message
+
+
+def test_the_cli_refuses_a_host_that_is_an_ssh_option(home: Home, cluster) -> None:  # type: ignore[no-untyped-def]
+    ran = jobmon("add", "--type", "slurm", "--id", "1", "--host=-oProxyCommand=touch x", *home.args())
+    assert ran.code == 2
+    assert ran.err == ("jobmon: slurm: --host '-oProxyCommand=touch x' is not valid: the cluster's login node or "
+                       "ssh alias (must match [A-Za-z0-9_][A-Za-z0-9._-]{0,252})\n")
+    assert home.jobs() == []
+
+
+# ---------------------------------------------------------------- a brand-new job type, YAML only
+
+K8S = """
+    # A Kubernetes Job: nothing in jobmon's Python knows about it.
+    types:
+      k8s:
+        description: a Kubernetes Job, by name
+        fields:
+          id: {pattern: '[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?', help: "the Job's name"}
+          namespace: {default: default, pattern: '[a-z0-9-]{1,63}', help: "its namespace"}
+        interval: 5
+        timeout: 20
+        check:
+          command: kubectl get job {{ id }} --namespace {{ namespace }} -o 'jsonpath={.status.phase} {.status.reason}'
+          regex: '^(?P<state>[A-Za-z]+)(?: (?P<reason>.*))?$'
+        normalize:
+          upper: true
+        states:
+          pending: [PENDING]
+          running: [RUNNING]
+          success: [SUCCEEDED]
+          failure: [FAILED]
+        detail: "{% if reason %}{{ reason }}{% else %}in {{ namespace }}{% endif %}"
+"""
+
+# Answers with the phase after the one jobmon last recorded for the Job (so a check whose output
+# is not used is simply asked again), and logs its argv as JSON, one call a line.
+FAKE_KUBECTL = """#!{python}
+import json, os, sys
+argv = sys.argv[1:]
+with open(os.environ["FAKE_LOG"], "a") as log:
+    log.write("kubectl " + json.dumps(argv) + "\\n")
+name = argv[2]
+try:
+    with open(os.environ["FAKE_K8S_REGISTRY"]) as f:
+        jobs = json.load(f)
+except FileNotFoundError:
+    jobs = []
+last = next((j.get("last_status", "") for j in jobs if j.get("type") == "k8s" and j.get("id") == name), None)
+if last is None:
+    print(f'Error from server (NotFound): jobs.batch "{{name}}" not found', file=sys.stderr)
+    sys.exit(1)
+end = "Failed BackoffLimitExceeded" if name.startswith("bad-") else "Succeeded"
+print({{"": "Pending", "PENDING": "Running"}}.get(last, end if last == "RUNNING" else last.title()))
+"""
+
+
+@pytest.fixture
+def k8s(home: Home, fakebin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # type: ignore[no-untyped-def]
+    fakebin.add("kubectl", FAKE_KUBECTL.format(python=sys.executable))
+    monkeypatch.setenv("FAKE_K8S_REGISTRY", str(home.registry))
+    return write(tmp_path / "k8s.yaml", K8S)
+
+
+def test_a_new_type_passes_check_and_types(home: Home, k8s: Path) -> None:
+    ran = jobmon("check", "--config", str(k8s))
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.out == f"config OK: 3 job types, 0 clusters, from {', '.join(PACKAGED_NAMES)}, {k8s}\n"
+    ran = jobmon("types", "--config", str(k8s))
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.lines()[-2:] == ["k8s: a Kubernetes Job, by name",
+                                f"  fields: id, [namespace]; every 5s; from {k8s}"]
+    ran = jobmon("types", "--json", "--config", str(k8s))
+    [entry] = [e for e in ran.events() if e["type"] == "k8s"]
+    assert entry == {"type": "k8s", "description": "a Kubernetes Job, by name", "files": [str(k8s)],
+                     "fields": {"id": True, "namespace": False}, "terminal": ["FAILED", "SUCCEEDED"]}
+
+
+def test_a_new_type_is_unknown_without_its_file(home: Home, k8s: Path) -> None:
+    ran = jobmon("add", "--type", "k8s", "--id", "train-1", *home.args())
+    assert (ran.code, ran.err) == (2, "jobmon: --type: unknown job type 'k8s'; see `jobmon types`\n")
+
+
+def test_a_new_type_validates_its_fields_on_add(home: Home, k8s: Path) -> None:
+    ran = jobmon("add", "--type", "k8s", "--id", "Train_1", "--config", str(k8s), *home.args())
+    assert (ran.code, ran.err) == (2, "jobmon: k8s: --id 'Train_1' is not valid: the Job's name "
+                                      "(must match [a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\n")
+    ran = jobmon("add", "--type", "k8s", "--id", "t", "--field", "namespace=$(x)", "--config", str(k8s), *home.args())
+    assert (ran.code, ran.err) == (2, "jobmon: k8s: --namespace '$(x)' is not valid: its namespace "
+                                      "(must match [a-z0-9-]{1,63})\n")
+    ran = jobmon("add", "--type", "k8s", "--id", "t", "--field", "nmspace=ml", "--config", str(k8s), *home.args())
+    assert (ran.code, ran.err) == (2, "jobmon: --field nmspace: job type 'k8s' has no such field (fields: id, namespace)\n")
+    assert home.jobs() == []
+
+
+def test_a_new_type_is_added_and_watched_to_the_end(home: Home, k8s: Path, fakebin) -> None:  # type: ignore[no-untyped-def]
+    conf = ["--config", str(k8s), *home.args()]
+    ran = jobmon("add", "--type", "k8s", "--id", "train-1", "--field", "namespace=ml", "--desc", "train", *conf)
+    assert (ran.code, ran.err) == (0, f"registered k8s train-1 in {home.registry}\n")
+    ran = jobmon("add", "--type", "k8s", "--id", "bad-eval", "--desc", "eval", *conf)
+    assert ran.code == 0
+    assert [(j["type"], j["id"], j.get("namespace")) for j in home.jobs()] == [("k8s", "train-1", "ml"), ("k8s", "bad-eval", None)]
+
+    ran = jobmon("watch", "--interval", "0.1", "--json", *conf)
+    assert (ran.code, ran.err) == (0, "")
+    events = ran.events()
+    keys = ("kind", "type", "id", "host", "description", "from", "to", "terminal", "outcome", "detail")
+
+    def of(job_id: str) -> list[dict[str, object]]:
+        return [{k: e[k] for k in keys} for e in events if e["id"] == job_id]
+
+    def state(job_id: str, desc: str, before: str | None, after: str, outcome: str | None, detail: str) -> dict:
+        return {"kind": "state", "type": "k8s", "id": job_id, "host": "", "description": desc, "from": before,
+                "to": after, "terminal": outcome is not None, "outcome": outcome, "detail": detail}
+
+    assert of("train-1") == [
+        state("train-1", "train", None, "PENDING", None, "in ml"),
+        state("train-1", "train", "PENDING", "RUNNING", None, "in ml"),
+        state("train-1", "train", "RUNNING", "SUCCEEDED", "success", "in ml"),
+    ]
+    assert of("bad-eval") == [
+        state("bad-eval", "eval", None, "PENDING", None, "in default"),
+        state("bad-eval", "eval", "PENDING", "RUNNING", None, "in default"),
+        state("bad-eval", "eval", "RUNNING", "FAILED", "failure", "BackoffLimitExceeded"),
+    ]
+    assert events[-1]["kind"] == "summary"
+    assert events[-1]["detail"] == "1 of 2 completed, 1 failed"
+    assert len(events) == 7
+
+    assert home.jobs() == []
+    assert sorted((h["id"], h["last_status"], h["outcome"]) for h in home.history()) == [
+        ("bad-eval", "FAILED", "failure"), ("train-1", "SUCCEEDED", "success")]
+    calls = {json.dumps(json.loads(c.split(" ", 1)[1])) for c in fakebin.calls("kubectl ")}
+    assert calls == {
+        json.dumps(["get", "job", "train-1", "--namespace", "ml", "-o", "jsonpath={.status.phase} {.status.reason}"]),
+        json.dumps(["get", "job", "bad-eval", "--namespace", "default", "-o", "jsonpath={.status.phase} {.status.reason}"]),
+    }
+
+
+def test_a_new_type_in_a_config_folder(home: Home, fakebin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "conf"
+    body = textwrap.dedent(K8S).split("types:\n", 1)[1]
+    write(folder / "checkers.d" / "k8s.yaml", textwrap.dedent(body.replace("\n  ", "\n")))
+    ran = jobmon("check", "--config", str(folder))
+    assert (ran.code, ran.err) == (0, "")
+    assert ran.out.endswith(f", {folder / 'checkers.d' / 'k8s.yaml'}\n")
+    assert ran.out.startswith("config OK: 3 job types, 0 clusters")
