@@ -273,7 +273,7 @@ def _merge(
     for key, value in layer.items():
         key = str(key)
         here = path + (key,)
-        origins[here] = name
+        _set(origins, here, name)
         if isinstance(value, dict) and isinstance(into.get(key), dict):
             _merge(into[key], value, here, origins, name)
         else:
@@ -284,9 +284,15 @@ def _merge(
 
 def _mark(value: Mapping[str, Any], path: tuple[str, ...], origins: dict, name: str) -> None:
     for key, item in value.items():
-        origins[path + (str(key),)] = name
+        _set(origins, path + (str(key),), name)
         if isinstance(item, dict):
             _mark(item, path + (str(key),), origins, name)
+
+
+def _set(origins: dict, key: tuple[str, ...], name: str) -> None:
+    """Record where a key was last set; origins keep the order keys were last set in."""
+    origins.pop(key, None)
+    origins[key] = name
 
 
 def _copy(value: Any) -> Any:
@@ -301,30 +307,53 @@ def _copy(value: Any) -> Any:
 
 
 class _Where:
-    """Turns a key path into the ``file: key.path`` prefix of an error."""
+    """Turns a key path into the ``file: key.path`` prefix of an error, the path as that file
+    spells it: ``types.`` only in a monitor.yaml, and a cluster override (``moved``: merged key
+    -> the cluster's key) under its ``clusters.NAME.`` path."""
 
-    def __init__(self, origins: Mapping[tuple[str, ...], str], prefix: tuple[str, ...], shown: tuple[str, ...]):
-        self.origins, self.prefix, self.shown = origins, prefix, shown
+    def __init__(
+        self,
+        origins: Mapping[tuple[str, ...], str],
+        prefix: tuple[str, ...],
+        moved: Mapping[tuple[str, ...], tuple[str, ...]] | None = None,
+    ):
+        self.origins, self.prefix, self.moved = origins, prefix, moved or {}
+
+    def _origin(self, full: tuple[str, ...]) -> tuple[str, ...] | None:
+        for n in range(len(full), 0, -1):
+            if full[:n] in self.origins:
+                return full[:n]
+        return None
+
+    def newer(self, a: tuple[str, ...], b: tuple[str, ...]) -> bool:
+        """Whether ``a`` was set by a later file (or later in the same file) than ``b``."""
+        ka, kb = self._origin(self.prefix + a), self._origin(self.prefix + b)
+        if ka is None or kb is None:
+            return False
+        keys = list(self.origins)
+        return keys.index(ka) > keys.index(kb)
 
     def error(self, rel: tuple[str, ...], message: str) -> ConfigError:
         full = self.prefix + rel
-        name = "config"
-        for n in range(len(full), 0, -1):
-            if full[:n] in self.origins:
-                name = self.origins[full[:n]]
-                break
-        return ConfigError(f"{name}: {'.'.join(self.shown + rel)}: {message}")
+        key = self._origin(full)
+        if key is None:
+            return ConfigError(f"config: {'.'.join(full)}: {message}")
+        name = self.origins[key]
+        shown = self.moved.get(key, key) + full[len(key):]
+        if shown[0] == "types" and Path(name).parent.name == "checkers.d":
+            shown = shown[1:]  # a checkers.d file holds job types at its top level
+        return ConfigError(f"{name}: {'.'.join(shown)}: {message}")
 
 
 def _build(raw: dict[str, Any], origins: dict, files: tuple[str, ...]) -> Config:
-    settings = _settings(raw["settings"], _Where(origins, ("settings",), ("settings",)))
+    settings = _settings(raw["settings"], _Where(origins, ("settings",)))
     types = {
-        name: _job_type(name, body, settings, _Where(origins, ("types", name), (name,)), origins)
+        name: _job_type(name, body, settings, _Where(origins, ("types", name)), origins)
         for name, body in raw["types"].items()
     }
     clusters = []
     for cname, body in raw["clusters"].items():
-        where = _Where(origins, ("clusters", cname), ("clusters", cname))
+        where = _Where(origins, ("clusters", cname))
         if not body.get("hosts"):
             raise where.error(("hosts",), "a cluster needs at least one host glob")
         for tname in body.get("types", {}):
@@ -351,19 +380,22 @@ def _build_for_clusters(
     settings_raw = _copy(raw["settings"])
     body = _copy(raw["types"][type_name])
     merged_origins = dict(origins)
+    moved: dict[tuple[str, ...], tuple[str, ...]] = {}  # merged key -> where the cluster set it
     for cname in names:
         cluster = raw["clusters"][cname]
         overrides = cluster.get("settings", {})
         _merge(settings_raw, overrides, ("settings",), {}, "")
         for key in overrides:
-            merged_origins[("settings", key)] = origins[("clusters", cname, "settings", key)]
+            moved[("settings", key)] = ("clusters", cname, "settings", key)
+            _set(merged_origins, ("settings", key), origins[moved[("settings", key)]])
         type_over = cluster.get("types", {}).get(type_name, {})
         scratch: dict[tuple[str, ...], str] = {}
         _merge(body, type_over, (), scratch, "")
         for rel in scratch:
-            merged_origins[("types", type_name) + rel] = origins[("clusters", cname, "types", type_name) + rel]
-    settings = _settings(settings_raw, _Where(merged_origins, ("settings",), ("settings",)))
-    where = _Where(merged_origins, ("types", type_name), (type_name,))
+            moved[("types", type_name) + rel] = ("clusters", cname, "types", type_name) + rel
+            _set(merged_origins, ("types", type_name) + rel, origins[moved[("types", type_name) + rel]])
+    settings = _settings(settings_raw, _Where(merged_origins, ("settings",), moved))
+    where = _Where(merged_origins, ("types", type_name), moved)
     return _job_type(type_name, body, settings, where, merged_origins), settings
 
 
@@ -457,8 +489,9 @@ def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Wh
     for a_i, a in enumerate(CATEGORIES):
         for b in CATEGORIES[a_i + 1 :]:
             both = states[a] & states[b]
-            if both:
-                raise where.error(("states", b), f"{sorted(both)[0]} is already under states.{a}")
+            if both:  # blame the list set last: that is the edit that made the clash
+                here, other = (a, b) if where.newer(("states", a), ("states", b)) else (b, a)
+                raise where.error(("states", here), f"{sorted(both)[0]} is already under states.{other}")
     vocabulary = frozenset().union(*states.values())
     if probe.default is not None and probe.default not in vocabulary:
         raise where.error(("check", "default"), f"{probe.default!r} is not in states")

@@ -10,6 +10,8 @@ class Summary(NamedTuple):
     total: int
 
     def text(self) -> str:
+        if not self.total:
+            return "no jobs registered"
         c = self.counts
         parts = [f"{c.get('success', 0)} of {self.total} completed"]
         for cat, word in (("failure", "failed"), ("running", "running"), ("pending", "pending"),

@@ -57,6 +57,10 @@ class Watcher:
         jobs = [j for j in jobs if j.key not in self._unusable(entries)]
         now = time.monotonic()
         groups = planner.plan(jobs, self.config)
+        live = {g.key for g in groups}
+        # Forget groups whose jobs are gone: a stale due time in the past would wake the loop at once, forever.
+        self._due = {k: v for k, v in self._due.items() if k in live}
+        self._failures = {k: v for k, v in self._failures.items() if k in live}
         due = [g for g in groups if everything or self._due.get(g.key, 0.0) <= now]
         if due:
             results = self._run_checks(due)

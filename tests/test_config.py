@@ -290,9 +290,7 @@ ERRORS = [
         slurm:
           states:
             running: [RUNNING, COMPLETED]
-    """, "{f}: slurm.states.running: COMPLETED is already under states.success"
-    if False else "checkers.d/slurm.yaml: slurm.states.success: COMPLETED is already under states.running",
-        id="two-categories-packaged-order"),
+    """, "{f}: slurm.states.running: COMPLETED is already under states.success", id="two-categories"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
           normalize:
@@ -354,45 +352,46 @@ ERRORS = [
 @pytest.mark.parametrize(("name", "text", "message"), ERRORS)
 def test_each_error_is_one_exact_line(tmp_path: Path, name: str, text: str, message: str) -> None:
     path = write(tmp_path / name, text)
-    assert load_error(path) == message.format(f=path)
+    assert load_error(path) == message.replace("{f}", str(path))
 
 
 # A brand-new type, complete but for what each case below breaks.
-NEW_TYPE = """
-    k8s:
-      check:
-        command: kubectl get job {{ id }}
-        regex: '(?P<state>[A-Z]+)'
-      states:
-        running: [RUNNING]
-        success: [SUCCEEDED]
-        failure: [FAILED]
+NEW_TYPE = """\
+k8s:
+  check:
+    command: kubectl get job {{ id }}
+    regex: '(?P<state>[A-Z]+)'
+  states:
+    running: [RUNNING]
+    success: [SUCCEEDED]
+    failure: [FAILED]
 """
 
 
 @pytest.mark.parametrize(("old", "new", "message"), [
-    ("      states:\n        running: [RUNNING]\n        success: [SUCCEEDED]\n        failure: [FAILED]\n",
-     "      states:\n        running: [RUNNING]\n",
+    ("    success: [SUCCEEDED]\n    failure: [FAILED]\n", "",
      "{f}: k8s.states: no terminal state: list at least one state under success or failure"),
-    ("        failure: [FAILED]", "        failure: [FAILED, RUNNING]",
+    ("    failure: [FAILED]", "    failure: [FAILED, RUNNING]",
      "{f}: k8s.states.failure: RUNNING is already under states.running"),
-    ("        command: kubectl get job {{ id }}\n", "",
+    ("    command: kubectl get job {{ id }}\n", "",
      "{f}: k8s.check.command: missing: give command, batch, or both"),
-    ("        regex: '(?P<state>[A-Z]+)'\n", "",
+    ("    regex: '(?P<state>[A-Z]+)'\n", "",
      "{f}: k8s.check.regex: missing: the regex that finds the state"),
-    ("        command: kubectl get job {{ id }}\n", "        batch: kubectl get jobs {{ ids }}\n",
+    ("    command: kubectl get job {{ id }}\n", "    batch: kubectl get jobs {{ ids }}\n",
      "{f}: k8s.check.regex: no (?P<id>…) group"),
-    ("        command: kubectl get job {{ id }}", "        command: kubectl get job {{ name }}",
+    ("{{ id }}", "{{ name }}",
      "{f}: k8s.check.command: unknown variable name (known: description, file, host, id, ssh, submitted, type, user)"),
-    ("      check:", "      chekc:", "{f}: k8s.chekc: unknown key (did you mean 'check'?)"),
+    ("  check:", "  chekc:", "{f}: k8s.chekc: unknown key (did you mean 'check'?)"),
 ])
 def test_errors_in_a_new_type(tmp_path: Path, old: str, new: str, message: str) -> None:
-    text = textwrap.dedent(NEW_TYPE).lstrip("\n")
-    old = textwrap.dedent(old) if old.startswith("      ") and "\n" in old else old
-    assert old.replace("    ", "", 1) in text or old in text
-    path = write(tmp_path / "checkers.d" / "k8s.yaml", text.replace(old.replace("    ", "", 1), new.replace("    ", "", 1), 1)
-                 if old not in text else text.replace(old, new, 1))
-    assert load_error(path) == message.format(f=path)
+    assert old in NEW_TYPE
+    path = write(tmp_path / "checkers.d" / "k8s.yaml", NEW_TYPE.replace(old, new, 1))
+    assert load_error(path) == message.replace("{f}", str(path))
+
+
+def test_the_new_type_above_is_valid(tmp_path: Path) -> None:
+    path = write(tmp_path / "checkers.d" / "k8s.yaml", NEW_TYPE)
+    assert list(config.from_files([*PACKAGED, path]).types) == ["local", "slurm", "k8s"]
 
 
 def test_a_new_type_needs_a_check(tmp_path: Path) -> None:
@@ -472,11 +471,13 @@ def test_a_state_moved_by_a_later_layer_blames_the_later_file(tmp_path: Path) ->
 ])
 def test_jobmon_check_exits_2_with_the_one_line(home: Home, tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path / "bad.yaml", text)
-    for command in ("check", "types", "list", "status"):
+    line = "jobmon: " + message.replace("{f}", str(path)) + "\n"
+    for command in ("check", "types", "watch"):
         ran = jobmon(command, "--config", str(path), *home.args())
-        if command in ("list",):
-            continue  # list reads no config
-        assert (ran.code, ran.out, ran.err) == (2, "", f"jobmon: {message.format(f=path)}\n"), command
+        assert (ran.code, ran.out, ran.err) == (2, "", line), command
+    ran = jobmon("add", "--type", "slurm", "--id", "1", "--host", "eos", "--config", str(path), *home.args())
+    assert (ran.code, ran.out, ran.err) == (2, "", line)
+    assert home.jobs() == []
 
 
 def test_jobmon_check_with_a_missing_config_exits_2(home: Home, tmp_path: Path) -> None:
@@ -617,7 +618,7 @@ def test_a_cluster_in_its_own_layer_overrides_a_type_from_another(tmp_path: Path
 ])
 def test_cluster_errors_are_reported_at_load(tmp_path: Path, text: str, message: str) -> None:
     path = write(tmp_path / "clusters.yaml", text)
-    assert load_error(path) == message.format(f=path)
+    assert load_error(path) == message.replace("{f}", str(path))
 
 
 # ---------------------------------------------------------------- JobType.problem
@@ -664,7 +665,7 @@ def test_problem_cuts_a_long_value(packaged: config.Config) -> None:
     assert f"'{'-' + 'a' * 79}'" in message
 
 
-def test_the_cli_refuses_a_host_that_is_an_ssh_option(home: Home, cluster) -> None:  # type: ignore[no-untyped-def]
+def test_the_cli_refuses_a_host_that_is_an_ssh_option(home: Home) -> None:
     ran = jobmon("add", "--type", "slurm", "--id", "1", "--host=-oProxyCommand=touch x", *home.args())
     assert ran.code == 2
     assert ran.err == ("jobmon: slurm: --host '-oProxyCommand=touch x' is not valid: the cluster's login node or "
@@ -674,28 +675,29 @@ def test_the_cli_refuses_a_host_that_is_an_ssh_option(home: Home, cluster) -> No
 
 # ---------------------------------------------------------------- a brand-new job type, YAML only
 
-K8S = """
-    # A Kubernetes Job: nothing in jobmon's Python knows about it.
-    types:
-      k8s:
-        description: a Kubernetes Job, by name
-        fields:
-          id: {pattern: '[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?', help: "the Job's name"}
-          namespace: {default: default, pattern: '[a-z0-9-]{1,63}', help: "its namespace"}
-        interval: 5
-        timeout: 20
-        check:
-          command: kubectl get job {{ id }} --namespace {{ namespace }} -o 'jsonpath={.status.phase} {.status.reason}'
-          regex: '^(?P<state>[A-Za-z]+)(?: (?P<reason>.*))?$'
-        normalize:
-          upper: true
-        states:
-          pending: [PENDING]
-          running: [RUNNING]
-          success: [SUCCEEDED]
-          failure: [FAILED]
-        detail: "{% if reason %}{{ reason }}{% else %}in {{ namespace }}{% endif %}"
+K8S_TYPE = """\
+# A Kubernetes Job: nothing in jobmon's Python knows about it.
+k8s:
+  description: a Kubernetes Job, by name
+  fields:
+    id: {pattern: '[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?', help: "the Job's name"}
+    namespace: {default: default, pattern: '[a-z0-9-]{1,63}', help: "its namespace"}
+  interval: 5
+  timeout: 20
+  check:
+    command: kubectl get job {{ id }} --namespace {{ namespace }} -o 'jsonpath={.status.phase} {.status.reason}'
+    regex: '^(?P<state>[A-Za-z]+)(?: (?P<reason>.*))?$'
+  normalize:
+    upper: true
+  states:
+    pending: [PENDING]
+    running: [RUNNING]
+    success: [SUCCEEDED]
+    failure: [FAILED]
+  detail: "{% if reason %}{{ reason }}{% else %}in {{ namespace }}{% endif %}"
 """
+K8S = "types:\n" + textwrap.indent(K8S_TYPE, "  ")  # the same type, in a monitor.yaml-shaped file
+
 
 # Answers with the phase after the one jobmon last recorded for the Job (so a check whose output
 # is not used is simply asked again), and logs its argv as JSON, one call a line.
@@ -801,11 +803,8 @@ def test_a_new_type_is_added_and_watched_to_the_end(home: Home, k8s: Path, fakeb
     }
 
 
-def test_a_new_type_in_a_config_folder(home: Home, fakebin, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    folder = tmp_path / "conf"
-    body = textwrap.dedent(K8S).split("types:\n", 1)[1]
-    write(folder / "checkers.d" / "k8s.yaml", textwrap.dedent(body.replace("\n  ", "\n")))
-    ran = jobmon("check", "--config", str(folder))
+def test_a_new_type_in_a_config_folder(home: Home, tmp_path: Path) -> None:
+    checkers = write(tmp_path / "conf" / "checkers.d" / "k8s.yaml", K8S_TYPE)
+    ran = jobmon("check", "--config", str(tmp_path / "conf"))
     assert (ran.code, ran.err) == (0, "")
-    assert ran.out.endswith(f", {folder / 'checkers.d' / 'k8s.yaml'}\n")
-    assert ran.out.startswith("config OK: 3 job types, 0 clusters")
+    assert ran.out == f"config OK: 3 job types, 0 clusters, from {', '.join(PACKAGED_NAMES)}, {checkers}\n"

@@ -256,3 +256,15 @@ types:
     watcher.cycle(everything=True)
     (final,) = events(out)
     assert (final["to"], final["outcome"], final["detail"]) == ("FAILED", "failure", "CUDA out of memory")
+
+
+def test_finished_groups_leave_no_schedule_behind(home: Home, cluster: Cluster) -> None:
+    # A due time left for a group with no jobs would wake the loop at once, forever (a busy loop).
+    cluster.set("30", "COMPLETED")
+    cluster.set("31", "RUNNING")
+    add(home, Job("slurm", "30", host="a"), Job("slurm", "31", host="b"))
+    watcher, _ = make_watcher(home)
+    watcher.cycle()
+    assert set(watcher._due) == {("slurm", "a"), ("slurm", "b")}
+    watcher.cycle(everything=True)
+    assert set(watcher._due) == {("slurm", "b")}
