@@ -150,7 +150,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     from jobmon.registry import Invalid
 
     registry = _registry(args)
-    entries = _read(registry)
+    entries = registry.read()
     if args.json:
         for e in entries:
             print(json.dumps(e.data if isinstance(e, Invalid) else e.to_dict(), ensure_ascii=False))
@@ -166,26 +166,19 @@ def cmd_list(args: argparse.Namespace) -> int:
     return OK
 
 
-def _read(registry: "Registry") -> list:  # type: ignore[type-arg]
-    from jobmon.registry import RegistryError
-
-    try:
-        return registry.read()
-    except RegistryError as exc:
-        raise Failure(str(exc), REGISTRY) from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     registry = _registry(args)
     from jobmon.registry import Job
 
-    if not any(isinstance(e, Job) for e in _read(registry)):
+    if not any(isinstance(e, Job) for e in registry.read()):
         from jobmon.events import Event
 
         _printer(args).emit(Event(kind="summary", detail="no jobs registered", counts={}))
         return OK
     watcher = _watcher(args, registry)
-    active = _guard(lambda: watcher.cycle(everything=True))
+    active = watcher.cycle(everything=True)
     watcher.printer.emit(watcher.summary_event(active))
     return OK
 
@@ -196,15 +189,6 @@ def _watcher(args: argparse.Namespace, registry: "Registry"):  # type: ignore[no
     _setup_logging(args.verbose)
     config = _config(args)
     return Watcher(config, registry, _printer(args, config), interval=getattr(args, "interval", None))
-
-
-def _guard(fn: Callable[[], object]):  # type: ignore[no-untyped-def]
-    from jobmon.registry import RegistryError
-
-    try:
-        return fn()
-    except RegistryError as exc:
-        raise Failure(str(exc), REGISTRY) from None
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -231,7 +215,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     try:
         watcher.loop(once=args.once)
         if watcher.stop.is_set():
-            active = [e for e in _read(registry) if hasattr(e, "key")]
+            active = [e for e in registry.read() if hasattr(e, "key")]
             summary = watcher.summary_event(active)
             watcher.printer.emit(Event(kind="summary", detail=f"watch stopped: {summary.detail}", counts=summary.counts))
         return OK
@@ -293,7 +277,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from jobmon.registry import Job
 
     config = _config(args)
-    jobs = [j for j in _read(_registry(args)) if isinstance(j, Job) and _match(j, args)]
+    jobs = [j for j in _registry(args).read() if isinstance(j, Job) and _match(j, args)]
     if not jobs:
         if args.type is None:
             raise Failure(f"no registered job {args.id}: give --type (and --host) to render a new one", FAILED)
@@ -367,12 +351,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from jobmon.registry import RegistryError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except Failure as exc:
         print(f"jobmon: {exc}", file=sys.stderr)
         return exc.code
+    except RegistryError as exc:  # never overwritten: the user has to look at it
+        print(f"jobmon: {exc}", file=sys.stderr)
+        return REGISTRY
     except KeyboardInterrupt:
         return 130
 

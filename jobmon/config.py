@@ -307,9 +307,9 @@ def _copy(value: Any) -> Any:
 
 
 class _Where:
-    """Turns a key path into the ``file: key.path`` prefix of an error, the path as that file
-    spells it: ``types.`` only in a monitor.yaml, and a cluster override (``moved``: merged key
-    -> the cluster's key) under its ``clusters.NAME.`` path."""
+    """Turns a key path into the ``file: key.path`` prefix of an error: a job type's key under the
+    type's name, a cluster's override (``moved``: merged key -> the cluster's key) under its
+    ``clusters.NAME.`` path."""
 
     def __init__(
         self,
@@ -340,8 +340,8 @@ class _Where:
             return ConfigError(f"config: {'.'.join(full)}: {message}")
         name = self.origins[key]
         shown = self.moved.get(key, key) + full[len(key):]
-        if shown[0] == "types" and Path(name).parent.name == "checkers.d":
-            shown = shown[1:]  # a checkers.d file holds job types at its top level
+        if shown[0] == "types":
+            shown = shown[1:]
         return ConfigError(f"{name}: {'.'.join(shown)}: {message}")
 
 

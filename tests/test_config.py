@@ -196,8 +196,10 @@ def test_a_file_named_by_two_layers_is_read_once(home: Home, tmp_path: Path) -> 
 
 
 def test_the_cli_names_every_layer_it_read(home: Home, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    write(tmp_path / "xdg" / "jobmon" / "checkers.d" / "slurm.yaml", "slurm: {interval: 12}\n")
-    env_file = write(tmp_path / "env.yaml", "types: {slurm: {interval: 14}}\n")
+    # Each layer also sets a key of its own: a file whose every key a later one overrides is no
+    # longer a source of the type.
+    write(tmp_path / "xdg" / "jobmon" / "checkers.d" / "slurm.yaml", "slurm: {interval: 12, timeout: 50}\n")
+    env_file = write(tmp_path / "env.yaml", "types: {slurm: {interval: 14, action_timeout: 70}}\n")
     cli_file = write(tmp_path / "cli.yaml", "types: {slurm: {interval: 15}}\n")
     monkeypatch.setenv("JOBMON_CONFIG", str(env_file))
     ran = jobmon("types", "--config", str(cli_file))
@@ -253,7 +255,7 @@ ERRORS = [
           slurm:
             check:
               regex: '^(?P<job>[^|]+)\|(?P<state>[^|]*)'
-    """, "{f}: types.slurm.check.regex: no (?P<id>…) group", id="batch-without-id-group-monitor"),
+    """, "{f}: slurm.check.regex: no (?P<id>…) group", id="batch-without-id-group-monitor"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
           fields:
@@ -274,7 +276,8 @@ ERRORS = [
         slurm:
           check:
             batch: "{{ ssh }} {{ host }} {% remote %}sacct -j {{ ids | join(',') }}{% endremote"
-    """, "{f}: slurm.check.batch: template syntax error on line 1: unexpected '}'", id="template-syntax-remote"),
+    """, "{f}: slurm.check.batch: template syntax error on line 1: unexpected end of template, "
+         "expected 'end of statement block'.", id="template-syntax-remote"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
           check:
@@ -445,11 +448,11 @@ def test_an_error_from_a_later_layer_names_the_later_file(tmp_path: Path) -> Non
             check:
               regex: '^(?P<job>[^|]+)\|(?P<state>[^|]*)'
     """)
-    assert load_error(first, later) == f"{later}: types.slurm.check.regex: no (?P<id>…) group"
+    assert load_error(first, later) == f"{later}: slurm.check.regex: no (?P<id>…) group"
     later = write(tmp_path / "later.yaml", "settings: {lost_after: 0}\n")
     assert load_error(first, later) == f"{later}: settings.lost_after: must be greater than 0"
     later = write(tmp_path / "later.yaml", "types: {slurm: {normalize: {rewrite: {'^OOM': OOM}}}}\n")
-    assert load_error(first, later) == f"{later}: types.slurm.normalize.rewrite.^OOM: rewrites to 'OOM', which is not in states"
+    assert load_error(first, later) == f"{later}: slurm.normalize.rewrite.^OOM: rewrites to 'OOM', which is not in states"
 
 
 def test_a_state_moved_by_a_later_layer_blames_the_later_file(tmp_path: Path) -> None:
@@ -463,7 +466,7 @@ def test_a_state_moved_by_a_later_layer_blames_the_later_file(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("types: {slurm: {check: {regex: '(?P<id>x)'}}}\n", "{f}: types.slurm.check.regex: no (?P<state>…) group"),
+    ("types: {slurm: {check: {regex: '(?P<id>x)'}}}\n", "{f}: slurm.check.regex: no (?P<state>…) group"),
     ("settings:\n  interval: 3\n   timeout: 4\n", "{f}:3:11: YAML syntax error: mapping values are not allowed here"),
     ("settings: {timeout: soon}\n", "{f}: settings.timeout: expected a number, found the string 'soon'"),
     ("clusters: {eos: {hosts: [eos], types: {slrum: {interval: 5}}}}\n",
