@@ -347,6 +347,11 @@ class _Where:
 
 def _build(raw: dict[str, Any], origins: dict, files: tuple[str, ...]) -> Config:
     settings = _settings(raw["settings"], _Where(origins, ("settings",)))
+    for name, body in raw["types"].items():
+        others = [t for t, b in raw["types"].items() if t != name and "check" in b]
+        if "check" not in body and _near(name, others):
+            # An override of a misspelled type would otherwise read as a new, incomplete type.
+            raise _Where(origins, ("types", name)).error((), f"{_unknown_type(name, others)}: a new job type needs check and states")
     types = {
         name: _job_type(name, body, settings, _Where(origins, ("types", name)), origins)
         for name, body in raw["types"].items()
@@ -367,11 +372,16 @@ def _build(raw: dict[str, Any], origins: dict, files: tuple[str, ...]) -> Config
     return config
 
 
-def _unknown_type(name: str, types: Iterable[str]) -> str:
+def _near(name: str, names: Iterable[str]) -> str | None:
     import difflib
 
-    near = difflib.get_close_matches(name, list(types), n=1)
-    return f"unknown job type '{name}'" + (f" (did you mean '{near[0]}'?)" if near else "")
+    near = difflib.get_close_matches(name, list(names), n=1)
+    return near[0] if near else None
+
+
+def _unknown_type(name: str, types: Iterable[str]) -> str:
+    near = _near(name, types)
+    return f"unknown job type '{name}'" + (f" (did you mean '{near}'?)" if near else "")
 
 
 def _build_for_clusters(

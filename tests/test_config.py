@@ -811,3 +811,11 @@ def test_a_new_type_in_a_config_folder(home: Home, tmp_path: Path) -> None:
     ran = jobmon("check", "--config", str(tmp_path / "conf"))
     assert (ran.code, ran.err) == (0, "")
     assert ran.out == f"config OK: 3 job types, 0 clusters, from {', '.join(PACKAGED_NAMES)}, {checkers}\n"
+
+
+def test_an_override_of_a_misspelled_type_suggests_the_real_one(home: Home, tmp_path: Path) -> None:
+    conf = tmp_path / "slrum.yaml"
+    conf.write_text("types:\n  slrum:\n    interval: 5\n")
+    ran = jobmon("check", "--config", str(conf))
+    assert (ran.code, ran.err) == (
+        2, f"jobmon: {conf}: slrum: unknown job type 'slrum' (did you mean 'slurm'?): a new job type needs check and states\n")
