@@ -111,7 +111,8 @@ def run(
         # Our own timer, not wait(timeout=): that one polls every 100 ms and returns before the
         # output is all read; this one kills the group and lets wait() collect every byte.
         def expire() -> None:
-            expired.set()
+            if proc.process.is_alive()[0]:  # bash itself, not a child that holds its output
+                expired.set()
             _kill_group(proc.pgid)
 
         timer = threading.Timer(timeout, expire)

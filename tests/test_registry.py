@@ -270,8 +270,6 @@ def test_cli_writers_leave_a_corrupt_registry_untouched(home: Home, command: lis
     assert not home.registry.with_name("history.jsonl").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="cli.py: cmd_add and cmd_remove let the RegistryError of "
-                   "registry.transaction() escape main() (a traceback, exit 1) instead of Failure(..., REGISTRY)")
 @pytest.mark.parametrize("command", [["add", "--type", "local", "--id", "5"], ["remove", "--id", "5"]])
 def test_cli_writers_on_a_corrupt_registry_exit_3_with_one_line(home: Home, command: list[str]) -> None:
     home.registry.parent.mkdir(parents=True)
