@@ -132,7 +132,7 @@ def _start_watcher(args: argparse.Namespace, registry: "Registry") -> None:
     lock = WatchLock(registry)
     holder = lock.acquire()
     if holder is not None:
-        print(f"jobmon: a watcher already runs for this registry (pid {holder})", file=sys.stderr)
+        print(f"jobmon: a watcher already runs for this registry ({_holder(holder)})", file=sys.stderr)
         return
     lock.release()
     argv = [sys.executable, "-m", "jobmon", "watch", "--root", str(registry.path.parents[3]),
@@ -144,6 +144,10 @@ def _start_watcher(args: argparse.Namespace, registry: "Registry") -> None:
     log = registry.path.with_name("watch.log")
     pid = run.spawn(argv, str(log))
     print(f"jobmon: watcher started (pid {pid}), events in {log}", file=sys.stderr)
+
+
+def _holder(pid: int) -> str:
+    return f"pid {pid}" if pid > 0 else "pid not written yet: it is starting"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -204,7 +208,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     lock = WatchLock(registry)
     holder = lock.acquire()
     if holder is not None:
-        watcher.printer.emit(Event(kind="error", detail=f"jobmon-watch: already watching {registry.path} (pid {holder})"))
+        watcher.printer.emit(Event(kind="error", detail=f"jobmon-watch: already watching {registry.path} ({_holder(holder)})"))
         return OK
 
     def stop(signum: int, _frame: object) -> None:

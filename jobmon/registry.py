@@ -78,10 +78,13 @@ class Job:
     def from_dict(cls, data: Any) -> "Job":
         """Raises ValueError with the reason when the entry cannot be a job."""
         if not isinstance(data, dict):
-            raise ValueError(f"is {type(data).__name__}, not an object")
+            raise ValueError(f"is {_kind(data)}, not an object")
         for key in ("type", "id"):
-            if not isinstance(data.get(key), (str, int)) or str(data.get(key)) == "":
+            value = data.get(key)
+            if value is None or value == "":
                 raise ValueError(f"has no '{key}'")
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise ValueError(f"'{key}' is {_kind(value)}, not a string")
         owner = data.get("owner") if isinstance(data.get("owner"), dict) else {}
         book = data.get("jobmon") if isinstance(data.get("jobmon"), dict) else {}
         extra = {k: v for k, v in data.items() if k not in CORE and k != "jobmon"}
@@ -90,6 +93,19 @@ class Job:
             owner=Owner(str(owner.get("agent", "manual")), str(owner.get("session_id", ""))),
             fields=extra, book=Book.from_dict(book), **text,
         )
+
+
+def _kind(value: Any) -> str:
+    """A JSON value's kind, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 @dataclass(frozen=True)
@@ -131,7 +147,7 @@ class Registry:
                 "left as it is"
             ) from None
         if not isinstance(data, list):
-            raise RegistryError(f"{self.path}: expected a JSON array of jobs, found {type(data).__name__}; left as it is")
+            raise RegistryError(f"{self.path}: expected a JSON array of jobs, found {_kind(data)}; left as it is")
         entries: list[Entry] = []
         for i, item in enumerate(data):
             try:
@@ -175,8 +191,11 @@ class Registry:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        fd = os.open(self.history_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd = os.open(self.history_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                lines = "\n" + lines  # a damaged last line must not swallow the next record
             os.write(fd, lines.encode("utf-8"))
             os.fsync(fd)
         finally:
@@ -203,6 +222,10 @@ def _atomic_write(path: Path, text: str) -> None:
             os.fsync(out.fileno())
         if path.exists():
             os.chmod(tmp, path.stat().st_mode & 0o777)
+        else:  # mkstemp makes 0600; a new registry gets the usual mode, as history.jsonl does
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

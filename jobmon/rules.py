@@ -91,9 +91,18 @@ class Book(NamedTuple):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> "Book":
-        known = {k: data[k] for k in cls._fields if k in data}
-        if isinstance(known.get("seen"), list):
-            known["seen"] = tuple(str(x) for x in known["seen"])  # type: ignore[index]
+        """Values of the wrong kind (a hand-edited registry) fall back to the defaults."""
+        kinds = {"errors": int, "unreachable": bool, "missing_since": str, "last_error": str,
+                 "final": dict, "seen": list}
+        known = {k: data[k] for k, kind in kinds.items()
+                 if isinstance(data.get(k), kind) and not (kind is int and isinstance(data.get(k), bool))}
+        if "seen" in known:
+            known["seen"] = tuple(str(x) for x in known["seen"])  # type: ignore[union-attr]
+        if "missing_since" in known:
+            try:
+                datetime.strptime(str(known["missing_since"]), TIME_FORMAT)
+            except ValueError:
+                del known["missing_since"]
         return cls(**known)  # type: ignore[arg-type]
 
 

@@ -205,8 +205,8 @@ CORRUPT = [
                  "left as it is", id="truncated"),
     pytest.param(b'[{"type": "local", "id": "1"},\n {"type": "slu', "not valid JSON (line 2, column 11: "
                  "Unterminated string starting at); left as it is", id="cut-in-a-string"),
-    pytest.param(b'{"jobs": []}\n', "expected a JSON array of jobs, found dict; left as it is", id="object"),
-    pytest.param(b'"jobs"', "expected a JSON array of jobs, found str; left as it is", id="string"),
+    pytest.param(b'{"jobs": []}\n', "expected a JSON array of jobs, found an object; left as it is", id="object"),
+    pytest.param(b'"jobs"', "expected a JSON array of jobs, found a string; left as it is", id="string"),
     pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "cannot read: 'utf-8' codec can't decode byte 0x89 in "
                  "position 0: invalid start byte", id="binary"),
     pytest.param(b"\x00\x00\x00\x00", "not valid JSON (line 1, column 1: Expecting value); left as it is",
@@ -275,7 +275,7 @@ def test_cli_writers_on_a_corrupt_registry_exit_3_with_one_line(home: Home, comm
     home.registry.parent.mkdir(parents=True)
     home.registry.write_bytes(b'{"jobs": []}')
     ran = jobmon(*command, *home.args())
-    problem = "expected a JSON array of jobs, found dict; left as it is"
+    problem = "expected a JSON array of jobs, found an object; left as it is"
     assert (ran.code, ran.err) == (3, f"jobmon: {home.registry}: {problem}\n")
 
 
@@ -292,10 +292,10 @@ def test_invalid_entries_are_reported_with_their_index(registry: Registry) -> No
     entries = registry.read()
     assert entries[3] == Job.from_dict(JOB_7)
     assert [(e.index, e.data, e.reason) for e in entries if isinstance(e, Invalid)] == [
-        (0, "junk", "entry 0 is str, not an object"),
+        (0, "junk", "entry 0 is a string, not an object"),
         (1, {"type": "local", "note": "no id"}, "entry 1 has no 'id'"),
         (2, {"id": "5"}, "entry 2 has no 'type'"),
-        (4, 42, "entry 4 is int, not an object"),
+        (4, 42, "entry 4 is a number, not an object"),
         (5, {"type": "local", "id": ""}, "entry 5 has no 'id'"),
     ]
     assert [j.id for j in registry.jobs()] == ["7"]
@@ -317,8 +317,8 @@ def test_cli_lists_invalid_entries_and_keeps_them_on_add(home: Home) -> None:
     assert ran.code == 0, ran.err
     lines = ran.lines()
     assert [ln for ln in lines if ln.startswith("?")] == [
-        "?  entry 0 is str, not an object", "?  entry 1 has no 'id'", "?  entry 2 has no 'type'",
-        "?  entry 4 is int, not an object", "?  entry 5 has no 'id'",
+        "?  entry 0 is a string, not an object", "?  entry 1 has no 'id'", "?  entry 2 has no 'type'",
+        "?  entry 4 is a number, not an object", "?  entry 5 has no 'id'",
     ]
     assert lines[3].split() == ["local", "7", "NEW", "2024-05-01", "10:00"]
     ran = jobmon("add", *home.args(), "--type", "local", "--id", "8")
@@ -453,3 +453,32 @@ def test_watch_lock_held_by_another_process_then_taken_over_when_it_dies(registr
     assert lock.acquire() is None  # the kernel freed it; the stale pid is replaced by ours
     assert registry.watch_lock_path.read_text() == f"{os.getpid()}\n"
     lock.release()
+
+
+def test_hand_edited_values_of_the_wrong_kind_are_refused_or_reset(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "active_jobs.json")
+    reg.path.write_text(json.dumps([
+        {"type": "slurm", "id": True},
+        {"type": "slurm", "id": "1", "host": "h", "jobmon": {"errors": "x", "missing_since": "yesterday", "seen": ["a"]}},
+    ]))
+    bad, good = reg.read()
+    assert isinstance(bad, Invalid) and bad.reason == "entry 0 'id' is a boolean, not a string"
+    assert good.book.errors == 0 and good.book.missing_since is None and good.book.seen == ("a",)
+
+
+def test_a_damaged_last_history_line_does_not_swallow_the_next_record(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "active_jobs.json")
+    reg.history_path.write_text('{"id": "1"}\n{"id": "2", "trunc')
+    reg.append_history([{"id": "3"}])
+    assert [r["id"] for r in reg.history()] == ["1", "3"]
+
+
+def test_a_new_registry_gets_the_usual_file_mode(tmp_path: Path) -> None:
+    reg = Registry(tmp_path / "active_jobs.json")
+    old = os.umask(0o022)
+    try:
+        with reg.locked():
+            reg.write([])
+    finally:
+        os.umask(old)
+    assert reg.path.stat().st_mode & 0o777 == 0o644
