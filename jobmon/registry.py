@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from jobmon.rules import Book
+from jobmon.schema import describe
 
 CORE = ("type", "id", "host", "user", "submitted", "description", "last_status", "owner")
 
@@ -78,13 +79,13 @@ class Job:
     def from_dict(cls, data: Any) -> "Job":
         """Raises ValueError with the reason when the entry cannot be a job."""
         if not isinstance(data, dict):
-            raise ValueError(f"is {_kind(data)}, not an object")
+            raise ValueError(f"is {describe(data, json=True)}, not an object")
         for key in ("type", "id"):
             value = data.get(key)
             if value is None or value == "":
                 raise ValueError(f"has no '{key}'")
             if isinstance(value, bool) or not isinstance(value, (str, int)):
-                raise ValueError(f"'{key}' is {_kind(value)}, not a string")
+                raise ValueError(f"'{key}' is {describe(value, json=True)}, not a string")
         owner = data.get("owner") if isinstance(data.get("owner"), dict) else {}
         book = data.get("jobmon") if isinstance(data.get("jobmon"), dict) else {}
         extra = {k: v for k, v in data.items() if k not in CORE and k != "jobmon"}
@@ -93,19 +94,6 @@ class Job:
             owner=Owner(str(owner.get("agent", "manual")), str(owner.get("session_id", ""))),
             fields=extra, book=Book.from_dict(book), **text,
         )
-
-
-def _kind(value: Any) -> str:
-    """A JSON value's kind, in JSON's words."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    return "an array" if isinstance(value, list) else "an object"
 
 
 @dataclass(frozen=True)
@@ -147,7 +135,7 @@ class Registry:
                 "left as it is"
             ) from None
         if not isinstance(data, list):
-            raise RegistryError(f"{self.path}: expected a JSON array of jobs, found {_kind(data)}; left as it is")
+            raise RegistryError(f"{self.path}: expected a JSON array of jobs, found {describe(data, json=True)}; left as it is")
         entries: list[Entry] = []
         for i, item in enumerate(data):
             try:

@@ -45,16 +45,16 @@ def check(value: Any, schema: Any, path: tuple[str, ...] = ()) -> list[Problem]:
         ok = isinstance(value, schema.types) and not (
             isinstance(value, bool) and bool not in schema.types
         )
-        return [] if ok else [Problem(path, f"expected {schema.name}, found {_describe(value)}")]
+        return [] if ok else [Problem(path, f"expected {schema.name}, found {describe(value)}")]
     if isinstance(schema, ListOf):
         if not isinstance(value, list):
-            return [Problem(path, f"expected a list, found {_describe(value)}")]
+            return [Problem(path, f"expected a list, found {describe(value)}")]
         out: list[Problem] = []
         for i, item in enumerate(value):
             out += check(item, schema.item, path + (str(i),))
         return out
     if not isinstance(value, dict):
-        return [Problem(path, f"expected a mapping, found {_describe(value)}")]
+        return [Problem(path, f"expected a mapping, found {describe(value)}")]
     out = []
     for key, item in value.items():
         key = str(key)
@@ -69,9 +69,10 @@ def check(value: Any, schema: Any, path: tuple[str, ...] = ()) -> list[Problem]:
     return out
 
 
-def _describe(value: Any) -> str:
+def describe(value: Any, *, json: bool = False) -> str:
+    """A YAML value (or, with ``json``, a JSON value) as an error message names it."""
     if value is None:
-        return "nothing"
+        return "null" if json else "nothing"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
@@ -79,8 +80,8 @@ def _describe(value: Any) -> str:
     if isinstance(value, str):
         return f"the string {value[:40]!r}"
     if isinstance(value, list):
-        return "a list"
-    return "a mapping"
+        return "an array" if json else "a list"
+    return "an object" if json else "a mapping"
 
 
 FIELD = {"required": BOOL, "pattern": STR, "help": STR, "default": STR}

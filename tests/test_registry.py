@@ -206,7 +206,7 @@ CORRUPT = [
     pytest.param(b'[{"type": "local", "id": "1"},\n {"type": "slu', "not valid JSON (line 2, column 11: "
                  "Unterminated string starting at); left as it is", id="cut-in-a-string"),
     pytest.param(b'{"jobs": []}\n', "expected a JSON array of jobs, found an object; left as it is", id="object"),
-    pytest.param(b'"jobs"', "expected a JSON array of jobs, found a string; left as it is", id="string"),
+    pytest.param(b'"jobs"', "expected a JSON array of jobs, found the string 'jobs'; left as it is", id="string"),
     pytest.param(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "cannot read: 'utf-8' codec can't decode byte 0x89 in "
                  "position 0: invalid start byte", id="binary"),
     pytest.param(b"\x00\x00\x00\x00", "not valid JSON (line 1, column 1: Expecting value); left as it is",
@@ -292,10 +292,10 @@ def test_invalid_entries_are_reported_with_their_index(registry: Registry) -> No
     entries = registry.read()
     assert entries[3] == Job.from_dict(JOB_7)
     assert [(e.index, e.data, e.reason) for e in entries if isinstance(e, Invalid)] == [
-        (0, "junk", "entry 0 is a string, not an object"),
+        (0, "junk", "entry 0 is the string 'junk', not an object"),
         (1, {"type": "local", "note": "no id"}, "entry 1 has no 'id'"),
         (2, {"id": "5"}, "entry 2 has no 'type'"),
-        (4, 42, "entry 4 is a number, not an object"),
+        (4, 42, "entry 4 is the number 42, not an object"),
         (5, {"type": "local", "id": ""}, "entry 5 has no 'id'"),
     ]
     assert [j.id for j in registry.jobs()] == ["7"]
@@ -317,8 +317,8 @@ def test_cli_lists_invalid_entries_and_keeps_them_on_add(home: Home) -> None:
     assert ran.code == 0, ran.err
     lines = ran.lines()
     assert [ln for ln in lines if ln.startswith("?")] == [
-        "?  entry 0 is a string, not an object", "?  entry 1 has no 'id'", "?  entry 2 has no 'type'",
-        "?  entry 4 is a number, not an object", "?  entry 5 has no 'id'",
+        "?  entry 0 is the string 'junk', not an object", "?  entry 1 has no 'id'", "?  entry 2 has no 'type'",
+        "?  entry 4 is the number 42, not an object", "?  entry 5 has no 'id'",
     ]
     assert lines[3].split() == ["local", "7", "NEW", "2024-05-01", "10:00"]
     ran = jobmon("add", *home.args(), "--type", "local", "--id", "8")
