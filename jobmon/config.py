@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 from jobmon import schema
 
 STANDARD_FIELDS = ("type", "id", "host", "user", "file", "description", "submitted")
-CATEGORIES = ("pending", "running", "success", "failure")
+CATEGORIES = ("missing", "pending", "running", "success", "failure")
 # Variables the engine adds, beside a job's fields, to each kind of template.
 CHECK_VARS = ("ssh",)
 BATCH_VARS = ("ssh", "ids", "jobs", "host", "user", "type")
@@ -40,6 +40,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "aggregate_after": 5,
     "max_line": 400,
     "ssh": ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"],
+    "max_read": 8 << 20,
+    "hosts": [],
 }
 
 
@@ -61,6 +63,8 @@ class Settings:
     aggregate_after: int
     max_line: int
     ssh: tuple[str, ...]
+    max_read: int  # bytes of a growing file read per check at most
+    hosts: tuple[str, ...]  # where `jobmon discover` looks when no --host is given
 
 
 @dataclass(frozen=True)
@@ -73,12 +77,25 @@ class FieldSpec:
 
 
 @dataclass(frozen=True)
+class JsonSpec:
+    """Where the rows, ids and states are in a check's JSON output (dotted paths, ``*``)."""
+
+    items: str
+    id: tuple[str, ...]  # a row belongs to the job whose id equals any of these
+    state: str
+    fields: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Probe:
     command: Any  # jinja2.Template | None: one job
     batch: Any  # jinja2.Template | None: every job of the type on one host
     batch_size: int
+    read: Any  # jinja2.Template | None: a local file read from where the last check stopped, no process
     regex: re.Pattern[str]
+    json: JsonSpec | None
     ok_exit: tuple[int, ...]
+    fail_if: re.Pattern[str] | None  # output that means the check failed (not the job)
     default: str | None  # the state of a one-job check whose output has no match (e.g. a log still growing)
     source: Mapping[str, str]  # template texts, for `jobmon render` and `types`
 
@@ -90,6 +107,27 @@ class Pattern:
     name: str
     regex: re.Pattern[str]
     text: Any  # jinja2.Template | None: None means the matching line itself
+    step: float = 0.0  # events: report the `percent` group at each new multiple of step
+    traceback: bool = False  # diagnosis: the cause named by the last Python traceback
+    path: str = ""  # metrics: values at this path of YAML/JSON output, instead of regex matches
+
+
+@dataclass(frozen=True)
+class Delegate:
+    """Ask another type about a job whose own check has gone quiet (a log that stopped growing)."""
+
+    type: str
+    id: Any  # jinja2.Template (text): from the job's fields and captured key-event groups
+    host: Any
+    after: float  # seconds without news before asking
+    success: str  # our state when the other type says success
+    failure: str
+
+
+@dataclass(frozen=True)
+class Discover:
+    command: Any  # jinja2.Template (shell): `user`, `host`, and the type's vars
+    regex: re.Pattern[str]  # per line: `id`, optional `description`, `state`
 
 
 @dataclass(frozen=True)
@@ -107,6 +145,11 @@ class JobType:
     detail: Any  # jinja2.Template | None (text, not shell)
     events: tuple[Pattern, ...]  # key events in a check's output, each said once per job
     diagnosis: tuple[Pattern, ...]  # in order: the first found in a failure's output is its cause
+    metrics: tuple[Pattern, ...]  # results found in on_complete's output, e.g. scores
+    fallback: Probe | None  # asked about the jobs the check had no row for
+    delegate: Delegate | None
+    discover: Discover | None
+    vars: Mapping[str, str]  # the type's own template variables, overridable per cluster
     on_complete: Any
     on_failure: Any
     sources: tuple[str, ...]
@@ -218,7 +261,7 @@ def load(cli_config: str | None = None, env: Mapping[str, str] | None = None) ->
 
 
 def from_files(files: Iterable[Path]) -> Config:
-    raw: dict[str, Any] = {"settings": {}, "types": {}, "clusters": {}}
+    raw: dict[str, Any] = {"settings": {}, "types": {}, "clusters": {}, "diagnosis": []}
     origins: dict[tuple[str, ...], str] = {}
     names = []
     for path in files:
@@ -352,10 +395,14 @@ def _build(raw: dict[str, Any], origins: dict, files: tuple[str, ...]) -> Config
         if "check" not in body and _near(name, others):
             # An override of a misspelled type would otherwise read as a new, incomplete type.
             raise _Where(origins, ("types", name)).error((), f"{_unknown_type(name, others)}: a new job type needs check and states")
+    common = _common(raw, origins)
     types = {
-        name: _job_type(name, body, settings, _Where(origins, ("types", name)), origins)
+        name: _job_type(name, body, settings, _Where(origins, ("types", name)), origins, common)
         for name, body in raw["types"].items()
     }
+    for name, jtype in types.items():
+        if jtype.delegate is not None and jtype.delegate.type not in types:
+            raise _Where(origins, ("types", name)).error(("delegate", "type"), _unknown_type(jtype.delegate.type, types))
     clusters = []
     for cname, body in raw["clusters"].items():
         where = _Where(origins, ("clusters", cname))
@@ -406,7 +453,12 @@ def _build_for_clusters(
             _set(merged_origins, ("types", type_name) + rel, origins[moved[("types", type_name) + rel]])
     settings = _settings(settings_raw, _Where(merged_origins, ("settings",), moved))
     where = _Where(merged_origins, ("types", type_name), moved)
-    return _job_type(type_name, body, settings, where, merged_origins), settings
+    return _job_type(type_name, body, settings, where, merged_origins, _common(raw, origins)), settings
+
+
+def _common(raw: Mapping[str, Any], origins: Mapping) -> tuple[Pattern, ...]:
+    """Diagnosis patterns of monitor.yaml, tried after each type's own."""
+    return _patterns(raw.get("diagnosis", []), "diagnosis", _Where(origins, ()))
 
 
 def _settings(raw: Mapping[str, Any], where: _Where) -> Settings:
@@ -422,6 +474,9 @@ def _settings(raw: Mapping[str, Any], where: _Where) -> Settings:
     if not values["ssh"]:
         raise where.error(("ssh",), "needs at least the ssh command")
     values["ssh"] = tuple(values["ssh"])
+    values["hosts"] = tuple(values["hosts"])
+    if values["max_read"] < 4096:
+        raise where.error(("max_read",), "must be at least 4096")
     values = {k: float(v) if k in ("interval", "timeout", "action_timeout", "lost_after") else v for k, v in values.items()}
     return Settings(**values)
 
@@ -448,47 +503,86 @@ def _template(text: str | None, allowed: Iterable[str], where: _Where, rel: tupl
         raise where.error(rel, str(exc)) from None
 
 
-def _patterns(raw: list[Mapping[str, str]], key: str, where: _Where) -> tuple[Pattern, ...]:
-    out = []
+def _patterns(raw: list[Mapping[str, Any]], key: str, where: _Where) -> tuple[Pattern, ...]:
+    out: list[Pattern] = []
     for i, item in enumerate(raw):
-        if "regex" not in item:
-            raise where.error((key, str(i), "regex"), "missing")
-        regex = _regex(item["regex"], where, (key, str(i), "regex"))
+        at = (key, str(i))
+        allowed = {"events": ("step",), "diagnosis": ("traceback",), "metrics": ("path",)}[key]
+        for option in ("step", "traceback", "path"):
+            if option in item and option not in allowed:
+                raise where.error(at + (option,), f"only for {'events' if option == 'step' else 'diagnosis' if option == 'traceback' else 'metrics'}")
+        special = item.get("traceback") or item.get("path")
+        if "regex" not in item and not special:
+            raise where.error(at + ("regex",), "missing")
+        regex = _regex(item.get("regex", "$^"), where, at + ("regex",), ("percent",) if item.get("step") else ())
+        regex = re.compile(regex.pattern, re.MULTILINE)
         name = item.get("name", f"{key}-{i}")
         if name in {p.name for p in out}:
-            raise where.error((key, str(i), "name"), f"'{name}' is used twice")
-        text = _template(item.get("text"), set(regex.groupindex) | {"line"}, where, (key, str(i), "text"), shell=False)
-        out.append(Pattern(name, regex, text))
+            raise where.error(at + ("name",), f"'{name}' is used twice")
+        names = {"keys", "value"} if item.get("path") else set(regex.groupindex) | {"line"}
+        text = _template(item.get("text"), names, where, at + ("text",), shell=False)
+        if item.get("step", 1) <= 0:
+            raise where.error(at + ("step",), "must be greater than 0")
+        out.append(Pattern(name, regex, text, float(item.get("step", 0)), bool(item.get("traceback")), item.get("path", "")))
     return tuple(out)
 
 
-def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Where, origins: Mapping) -> JobType:
+def _probe(check: Mapping[str, Any], key: str, job_vars: set[str], type_vars: Mapping[str, str], where: _Where) -> Probe:
+    """A check (or fallback): how to ask, and how to read the answer."""
+    ways = [k for k in ("command", "batch", "read") if check.get(k)]
+    if not ways:
+        raise where.error((key, "command"), "missing: give command, batch or read")
+    if "read" in ways and len(ways) > 1:
+        raise where.error((key, "read"), "a check reads a file or runs a command, not both")
+    if "regex" not in check and "json" not in check:
+        raise where.error((key, "regex"), "missing: the regex (or json) that finds the state")
+    if "regex" in check and "json" in check:
+        raise where.error((key, "json"), "give regex or json, not both")
+    json_spec = None
+    if "json" in check:
+        raw = check["json"]
+        for needed in ("id", "state"):
+            if not raw.get(needed):
+                raise where.error((key, "json", needed), "missing")
+        json_spec = JsonSpec(raw.get("items", "*"), tuple(raw["id"]), raw["state"], dict(raw.get("fields", {})))
+    groups = ("state", "id") if check.get("batch") and "regex" in check else ("state",) if "regex" in check else ()
+    regex = _regex(check.get("regex", "$^"), where, (key, "regex"), groups)
+    probe = Probe(
+        command=_template(check.get("command"), job_vars | set(CHECK_VARS), where, (key, "command"), shell=True),
+        batch=_template(check.get("batch"), set(type_vars) | set(BATCH_VARS), where, (key, "batch"), shell=True),
+        batch_size=int(check.get("batch_size", 500)),
+        read=_template(check.get("read"), job_vars, where, (key, "read"), shell=False),
+        regex=regex,
+        json=json_spec,
+        ok_exit=tuple(check.get("ok_exit", [0])),
+        fail_if=_regex(check["fail_if"], where, (key, "fail_if")) if "fail_if" in check else None,
+        default=check.get("default"),
+        source={k: check[k] for k in ("command", "batch", "read") if check.get(k)},
+    )
+    if probe.batch_size < 1:
+        raise where.error((key, "batch_size"), "must be at least 1")
+    return probe
+
+
+def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Where, origins: Mapping,
+              common: tuple[Pattern, ...] = ()) -> JobType:
     fields = {"id": FieldSpec("id", True, None, "", "")}
     for fname, spec in body.get("fields", {}).items():
         pattern = _regex(spec["pattern"], where, ("fields", fname, "pattern")) if "pattern" in spec else None
         fields[fname] = FieldSpec(
             fname, bool(spec.get("required", fname == "id")), pattern, spec.get("help", ""), spec.get("default", "")
         )
-    job_vars = set(STANDARD_FIELDS) | set(fields)
+    type_vars = {k: str(v) for k, v in body.get("vars", {}).items()}
+    clash = sorted(set(type_vars) & (set(fields) | set(STANDARD_FIELDS) | set(RESULT_VARS) | set(BATCH_VARS)))
+    if clash:
+        raise where.error(("vars", clash[0]), "is already a field or an engine variable")
+    job_vars = set(STANDARD_FIELDS) | set(fields) | set(type_vars)
 
     check = body.get("check")
     if not check:
-        raise where.error(("check",), "missing: a job type needs a check (command or batch, and regex)")
-    if "regex" not in check:
-        raise where.error(("check", "regex"), "missing: the regex that finds the state")
-    if not check.get("command") and not check.get("batch"):
-        raise where.error(("check", "command"), "missing: give command, batch, or both")
-    probe = Probe(
-        command=_template(check.get("command"), job_vars | set(CHECK_VARS), where, ("check", "command"), shell=True),
-        batch=_template(check.get("batch"), set(BATCH_VARS), where, ("check", "batch"), shell=True),
-        batch_size=int(check.get("batch_size", 500)),
-        regex=_regex(check["regex"], where, ("check", "regex"), ("state", "id") if check.get("batch") else ("state",)),
-        ok_exit=tuple(check.get("ok_exit", [0])),
-        default=check.get("default"),
-        source={k: check[k] for k in ("command", "batch") if check.get(k)},
-    )
-    if probe.batch_size < 1:
-        raise where.error(("check", "batch_size"), "must be at least 1")
+        raise where.error(("check",), "missing: a job type needs a check (command, batch or read, and regex or json)")
+    probe = _probe(check, "check", job_vars, type_vars, where)
+    fallback = _probe(body["fallback"], "fallback", job_vars, type_vars, where) if body.get("fallback") else None
 
     states_raw = body.get("states", {})
     states: dict[str, frozenset[str]] = {}
@@ -514,8 +608,32 @@ def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Wh
         rewrite.append((compiled, to))
 
     events = _patterns(body.get("events", []), "events", where)
-    diagnosis = _patterns(body.get("diagnosis", []), "diagnosis", where)
-    result_vars = job_vars | set(RESULT_VARS) | set(probe.regex.groupindex)
+    diagnosis = _patterns(body.get("diagnosis", []), "diagnosis", where) + common
+    metrics = _patterns(body.get("metrics", []), "metrics", where)
+    captured = {g for p in events for g in p.regex.groupindex}
+    result_vars = (job_vars | set(RESULT_VARS) | set(probe.regex.groupindex) | captured
+                   | set(probe.json.fields if probe.json else ()))
+    delegate = None
+    if body.get("delegate"):
+        d = body["delegate"]
+        for needed in ("type", "id", "success", "failure"):
+            if needed not in d:
+                raise where.error(("delegate", needed), "missing")
+        for outcome in ("success", "failure"):
+            if d[outcome] not in states["success" if outcome == "success" else "failure"]:
+                raise where.error(("delegate", outcome), f"{d[outcome]!r} is not under states.{outcome}")
+        delegate = Delegate(
+            d["type"], _template(d["id"], job_vars | captured, where, ("delegate", "id"), shell=False),
+            _template(d.get("host", "{{ host }}"), job_vars | captured, where, ("delegate", "host"), shell=False),
+            float(d.get("after", 600)), d["success"], d["failure"])
+    discover = None
+    if body.get("discover"):
+        d = body["discover"]
+        if not d.get("command") or not d.get("regex"):
+            raise where.error(("discover", "command" if not d.get("command") else "regex"), "missing")
+        discover = Discover(
+            _template(d["command"], {"user", "host", "ssh"} | set(type_vars), where, ("discover", "command"), shell=True),
+            _regex(d["regex"], where, ("discover", "regex"), ("id",)))
     detail = _template(body.get("detail"), result_vars, where, ("detail",), shell=False)
     for key in ("interval", "timeout", "action_timeout"):
         if key in body and body[key] <= 0:
@@ -535,6 +653,11 @@ def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Wh
         detail=detail,
         events=events,
         diagnosis=diagnosis,
+        metrics=metrics,
+        fallback=fallback,
+        delegate=delegate,
+        discover=discover,
+        vars=type_vars,
         on_complete=_template(body.get("on_complete"), result_vars, where, ("on_complete",), shell=True),
         on_failure=_template(body.get("on_failure"), result_vars, where, ("on_failure",), shell=True),
         sources=sources,

@@ -5,9 +5,10 @@ tested on real captured output.
 """
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
-from typing import Iterable, Mapping, NamedTuple
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 from jobmon.config import JobType, Pattern
 
@@ -31,6 +32,85 @@ class Observation(NamedTuple):
     text: str = ""  # the job's own output (one-job checks), searched for key events
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+
+
+def clean(text: str) -> str:
+    """Output as a parser wants it: no colour codes, and tqdm's ``\r`` updates as lines."""
+    return _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+
+
+def walk(data: Any, path: str) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every value at a dotted path. ``*`` takes each item of a list or mapping; the keys it
+    took come back with the value (list items as their index)."""
+    parts = [p for p in path.split(".") if p]
+
+    def go(node: Any, rest: list[str], keys: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
+        if not rest:
+            yield keys, node
+            return
+        head, tail = rest[0], rest[1:]
+        if head == "*":
+            items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+            for key, child in items:
+                yield from go(child, tail, keys + (str(key),))
+        elif isinstance(node, dict) and head in node:
+            yield from go(node[head], tail, keys)
+        elif isinstance(node, list) and head.isdigit() and int(head) < len(node):
+            yield from go(node[int(head)], tail, keys)
+
+    return go(data, parts, ())
+
+
+def _first(data: Any, path: str) -> Any:
+    return next((value for _, value in walk(data, path)), None)
+
+
+def parse_json(output: str, jtype: JobType, ids: Iterable[str]) -> dict[str, Row]:
+    """Rows from JSON output, as the type's ``check.json`` says. Raises ValueError on bad JSON."""
+    spec = jtype.check.json
+    assert spec is not None
+    try:
+        data = json.loads(output)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"output is not JSON ({exc.msg} at line {exc.lineno})") from None
+    wanted = set(ids)
+    found: dict[str, list[Row]] = {}
+    for _, item in walk(data, spec.items):
+        state = _first(item, spec.state)
+        if state is None:
+            continue
+        groups = {name: _text(_first(item, path)) for name, path in spec.fields.items()}
+        groups["state"] = str(state)
+        row = Row(normalize(str(state), jtype), groups)
+        for key in spec.id:
+            value = _first(item, key)
+            if value is not None and str(value) in wanted:
+                found.setdefault(str(value), []).append(row)
+                break
+    return {job_id: combine(rows, jtype) for job_id, rows in found.items()}
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+
+
+_NOT_DONE_ORDER = {"running": 0, "pending": 1, "unknown": 2, "missing": 3}
+
+
+def combine(rows: list[Row], jtype: JobType) -> Row:
+    """Several rows for one job (an invocation's jobs): done when all are, failed if any failed."""
+    if len(rows) == 1:
+        return rows[0]
+    not_done = [r for r in rows if jtype.category(r.state) not in ("success", "failure")]
+    if not_done:
+        return min(not_done, key=lambda r: _NOT_DONE_ORDER[jtype.category(r.state)])
+    failed = [r for r in rows if jtype.category(r.state) == "failure"]
+    return failed[0] if failed else rows[0]
+
+
 def normalize(raw: str, jtype: JobType) -> str:
     state = " ".join(raw.split())
     if jtype.upper:
@@ -46,8 +126,10 @@ def _row(match: re.Match[str], jtype: JobType) -> Row:
     return Row(normalize(groups.get("state", ""), jtype), groups)
 
 
-def parse_one(output: str, jtype: JobType) -> Row | None:
+def parse_one(output: str, jtype: JobType, job_id: str = "") -> Row | None:
     """A single job's check: the first match anywhere in the output, else the type's default."""
+    if jtype.check.json is not None:
+        return parse_json(output, jtype, [job_id]).get(job_id)
     match = jtype.check.regex.search(output)
     if match:
         return _row(match, jtype)
@@ -57,17 +139,19 @@ def parse_one(output: str, jtype: JobType) -> Row | None:
 
 
 def parse_batch(output: str, jtype: JobType, ids: Iterable[str]) -> dict[str, Row]:
-    """A batched check: one line per job, matched by the ``id`` group; the first row wins."""
+    """A batched check: one line per row, matched to jobs by the ``id`` group (or by JSON)."""
+    if jtype.check.json is not None:
+        return parse_json(output, jtype, ids)
     wanted = set(ids)
-    rows: dict[str, Row] = {}
+    found: dict[str, list[Row]] = {}
     for line in output.splitlines():
         match = jtype.check.regex.search(line)
         if not match:
             continue
         job_id = (match.group("id") or "").strip()
-        if job_id in wanted and job_id not in rows:
-            rows[job_id] = _row(match, jtype)
-    return rows
+        if job_id in wanted:
+            found.setdefault(job_id, []).append(_row(match, jtype))
+    return {job_id: combine(rows, jtype) for job_id, rows in found.items()}
 
 
 # ---------------------------------------------------------------- the state machine
@@ -157,7 +241,10 @@ def advance(
         changes += [Change("event", status, name, False, None, {}, text) for name, text in found]
         book = book._replace(seen=book.seen + tuple(name for name, _ in found))
 
-    if obs.row is None:  # not in the scheduler (yet): never a verdict until the grace period ends
+    row = obs.row
+    if row is not None and jtype.category(row.state) == "missing":
+        row = None  # the type's own word for "no such job (yet)", e.g. nel's NOT_FOUND
+    if row is None:  # not in the scheduler (yet): never a verdict until the grace period ends
         since = book.missing_since or now.strftime(TIME_FORMAT)
         waited = (now - datetime.strptime(since, TIME_FORMAT)).total_seconds()
         if waited >= lost_after:
@@ -167,11 +254,11 @@ def advance(
         return Step(status, book._replace(missing_since=since), tuple(changes))
 
     book = book._replace(missing_since=None)
-    state = obs.row.state
+    state = row.state
     if state != status:
         category = jtype.category(state)
         outcome = outcome_of(category)
-        changes.append(Change("state", status, state, outcome is not None, outcome, obs.row.groups))
+        changes.append(Change("state", status, state, outcome is not None, outcome, row.groups))
     return Step(state, book, tuple(changes))
 
 
@@ -179,36 +266,141 @@ def _duration(seconds: float) -> str:
     return str(timedelta(seconds=int(seconds)))
 
 
-# ---------------------------------------------------------------- key events and diagnosis
+# ---------------------------------------------------------------- key events, diagnosis, metrics
 
 
-def _say(pattern: Pattern, match: re.Match[str], line: str) -> str:
+def _line_at(text: str, pos: int) -> str:
+    start = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    return text[start:] if end < 0 else text[start:end]
+
+
+def _say(pattern: Pattern, match: re.Match[str], text: str, **extra: Any) -> str:
+    line = _line_at(text, match.start()).strip()
     if pattern.text is None:
-        return line.strip()
+        return line
     values = {k: v or "" for k, v in match.groupdict().items()}
-    return pattern.text.render(line=line.strip(), **values).strip()
+    return " ".join(pattern.text.render(line=line, **values, **extra).split())
 
 
 def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> list[tuple[str, str]]:
-    """Each pattern not yet seen that matches a line: (its name, what to say), in output order."""
-    todo = [p for p in patterns if p.name not in set(seen)]
+    """Key events in new output: (name, what to say), each name said once, in output order.
+
+    A pattern with ``step`` follows progress: its ``percent`` group is reported each time it
+    reaches a new multiple of ``step`` (the highest one in this text only), named ``name@N``.
+    """
+    done = set(seen)
     found: list[tuple[int, str, str]] = []
-    lines = text.splitlines()
-    for pattern in todo:
-        for n, line in enumerate(lines):
-            match = pattern.regex.search(line)
-            if match:
-                found.append((n, pattern.name, _say(pattern, match, line)))
-                break
-    return [(name, said) for _, name, said in sorted(found)]
+    for pattern in patterns:
+        if pattern.step:
+            best: tuple[int, re.Match[str]] | None = None
+            for match in pattern.regex.finditer(text):
+                try:
+                    bucket = int(float(match.group("percent")) // pattern.step * pattern.step)
+                except (TypeError, ValueError):
+                    continue
+                if f"{pattern.name}@{bucket}" not in done and (best is None or bucket > best[0]):
+                    best = (bucket, match)
+            if best is not None:
+                bucket, match = best
+                found.append((match.start(), f"{pattern.name}@{bucket}", _say(pattern, match, text)))
+            continue
+        if pattern.name in done:
+            continue
+        match = pattern.regex.search(text)
+        if match:
+            found.append((match.start(), pattern.name, _say(pattern, match, text)))
+    return [(name, said) for _, name, said in sorted(found, key=lambda f: f[0])]
 
 
 def diagnose(text: str, patterns: Iterable[Pattern]) -> str | None:
-    """The root cause in one line: the first pattern, in declared order, that matches a line."""
-    lines = text.splitlines()
+    """The root cause in one line: the first pattern, in declared order, that finds something."""
     for pattern in patterns:
-        for line in lines:
-            match = pattern.regex.search(line)
-            if match:
-                return _say(pattern, match, line)
+        if pattern.traceback:
+            cause = last_exception(text)
+            if cause:
+                return cause
+            continue
+        match = pattern.regex.search(text)
+        if match:
+            return _say(pattern, match, text)
     return None
+
+
+_TRACEBACK = "Traceback (most recent call last):"
+_CHAINED = ("The above exception was the direct cause of the following exception:",
+            "During handling of the above exception, another exception occurred:")
+_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Warning)\b(?::.*)?$|^[A-Za-z_][\w.]*: .+$")
+
+
+def last_exception(text: str) -> str | None:
+    """The exception line of the last Python traceback in the text; for a chain of tracebacks,
+    the innermost exception that has a message (the cause, not the wrapper)."""
+    lines = text.splitlines()
+    chains: list[list[str]] = []
+    linked = False
+    n = 0
+    while n < len(lines):
+        stripped = lines[n].strip()
+        if stripped in _CHAINED:
+            linked = True
+        elif _TRACEBACK in lines[n]:
+            # Whatever stands before the header (indent, a task's log prefix) stands before
+            # every line of that traceback too.
+            prefix = lines[n][: lines[n].index(_TRACEBACK)]
+            exc = None
+            m = n + 1
+            while m < len(lines):
+                line = lines[m]
+                body = line[len(prefix):] if line.startswith(prefix) else line.lstrip()
+                if body and not body[0].isspace() and not body.startswith(_TRACEBACK):
+                    if _EXCEPTION.match(body.strip()):
+                        exc = body.strip()
+                    break
+                m += 1
+            if exc:
+                if linked and chains:
+                    chains[-1].append(exc)
+                else:
+                    chains.append([exc])
+            linked = False
+            n = m
+            continue
+        elif stripped:
+            linked = False  # any other text between two tracebacks breaks the chain
+        n += 1
+    if not chains:
+        return None
+    chain = chains[-1]
+    return next((e for e in chain if ": " in e), chain[0])
+
+
+def metrics(text: str, patterns: Iterable[Pattern]) -> list[str]:
+    """Every result found in an on_complete output, e.g. ``MMLU-Pro: 42.3%``.
+
+    A pattern with ``path`` reads the output as YAML (JSON is YAML) documents and says its
+    ``text`` for each value at the path (``keys``: what the path's ``*`` took; ``value``); a
+    pattern with ``regex`` says its text for every match.
+    """
+    out: list[str] = []
+    docs: list[Any] | None = None
+    for pattern in patterns:
+        if pattern.path:
+            if docs is None:
+                docs = _yaml_docs(text)
+            for doc in docs:
+                for keys, value in walk(doc, pattern.path):
+                    said = pattern.text.render(keys=keys, value=value) if pattern.text else f"{'.'.join(keys)}: {value}"
+                    out.append(" ".join(said.split()))
+        else:
+            out += [_say(pattern, m, text) for m in pattern.regex.finditer(text)]
+    return out
+
+
+def _yaml_docs(text: str) -> list[Any]:
+    import yaml
+
+    try:
+        return [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError:
+        return []

@@ -86,15 +86,20 @@ def describe(value: Any, *, json: bool = False) -> str:
 
 FIELD = {"required": BOOL, "pattern": STR, "help": STR, "default": STR}
 
-PATTERN = {"name": STR, "regex": STR, "text": STR}
+# A named pattern: key events (with `step` for progress), diagnosis (`traceback: true` for the
+# last Python traceback), metrics (`path` into YAML/JSON output instead of `regex`).
+PATTERN = {"name": STR, "regex": STR, "text": STR, "step": NUM, "traceback": BOOL, "path": STR}
 
 PROBE = {
     "command": STR,
     "batch": STR,
     "batch_size": INT,
+    "read": STR,
     "regex": STR,
+    "json": {"items": STR, "id": ListOf(STR), "state": STR, "fields": MapOf(STR)},
     "default": STR,
     "ok_exit": ListOf(INT),
+    "fail_if": STR,
 }
 
 JOB_TYPE: Schema = {
@@ -104,7 +109,13 @@ JOB_TYPE: Schema = {
     "timeout": NUM,
     "check": PROBE,
     "normalize": {"upper": BOOL, "rewrite": MapOf(STR)},
+    "vars": MapOf(STR),
+    "fallback": PROBE,
+    "delegate": {"type": STR, "id": STR, "host": STR, "after": NUM, "success": STR, "failure": STR},
+    "discover": {"command": STR, "regex": STR},
+    "metrics": ListOf(PATTERN),
     "states": {
+        "missing": ListOf(STR),
         "pending": ListOf(STR),
         "running": ListOf(STR),
         "success": ListOf(STR),
@@ -128,6 +139,8 @@ SETTINGS: Schema = {
     "aggregate_after": INT,
     "max_line": INT,
     "ssh": ListOf(STR),
+    "max_read": INT,
+    "hosts": ListOf(STR),
 }
 
 CLUSTER: Schema = {
@@ -138,6 +151,7 @@ CLUSTER: Schema = {
 
 MONITOR: Schema = {
     "settings": SETTINGS,
+    "diagnosis": ListOf(PATTERN),
     "types": MapOf(JOB_TYPE),
     "clusters": MapOf(CLUSTER),
 }

@@ -234,7 +234,7 @@ ERRORS = [
     """, "{f}: setings: unknown key (did you mean 'settings'?)", id="unknown-top-key"),
     pytest.param("monitor.yaml", """
         zzz: {}
-    """, "{f}: zzz: unknown key (valid: settings, types, clusters)", id="unknown-key-no-near"),
+    """, "{f}: zzz: unknown key (valid: settings, diagnosis, types, clusters)", id="unknown-key-no-near"),
     pytest.param("checkers.d/x.yaml", r"""
         slurm:
           check:
@@ -377,9 +377,9 @@ k8s:
     ("    failure: [FAILED]", "    failure: [FAILED, RUNNING]",
      "{f}: k8s.states.failure: RUNNING is already under states.running"),
     ("    command: kubectl get job {{ id }}\n", "",
-     "{f}: k8s.check.command: missing: give command, batch, or both"),
+     "{f}: k8s.check.command: missing: give command, batch or read"),
     ("    regex: '(?P<state>[A-Z]+)'\n", "",
-     "{f}: k8s.check.regex: missing: the regex that finds the state"),
+     "{f}: k8s.check.regex: missing: the regex (or json) that finds the state"),
     ("    command: kubectl get job {{ id }}\n", "    batch: kubectl get jobs {{ ids }}\n",
      "{f}: k8s.check.regex: no (?P<id>…) group"),
     ("{{ id }}", "{{ name }}",
@@ -399,7 +399,7 @@ def test_the_new_type_above_is_valid(tmp_path: Path) -> None:
 
 def test_a_new_type_needs_a_check(tmp_path: Path) -> None:
     path = write(tmp_path / "checkers.d" / "k8s.yaml", "k8s: {description: no check yet}\n")
-    assert load_error(path) == f"{path}: k8s.check: missing: a job type needs a check (command or batch, and regex)"
+    assert load_error(path) == f"{path}: k8s.check: missing: a job type needs a check (command, batch or read, and regex or json)"
 
 
 def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path: Path) -> None:
