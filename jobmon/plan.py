@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Iterable, NamedTuple
 
 from jobmon import template
-from jobmon.config import Config, JobType, Settings
+from jobmon.config import Config, JobType, Probe, Settings
 from jobmon.registry import Job
 
 
@@ -29,17 +29,20 @@ def plan(jobs: Iterable[Job], config: Config) -> list[Group]:
     groups: list[Group] = []
     for (type_name, host), members in buckets.items():
         jtype, settings = config.resolve(type_name, host)
-        if jtype.check.batch is not None and (len(members) > 1 or jtype.check.command is None):
-            size = jtype.check.batch_size
-            for start in range(0, len(members), size):
-                groups.append(Group(jtype, settings, host, tuple(members[start:start + size]), True))
-        else:
-            groups.extend(Group(jtype, settings, host, (job,), False) for job in members)
+        groups += split(jtype, settings, host, members, jtype.check)
     return groups
 
 
-def common_values(settings: Settings) -> dict[str, object]:
-    return {"ssh": template.words(settings.ssh)}
+def split(jtype: JobType, settings: Settings, host: str, members: list[Job], probe: Probe) -> list[Group]:
+    """One host's jobs of one type: batches of ``batch_size`` if the probe batches, else one each."""
+    if probe.batch is not None and (len(members) > 1 or probe.command is None):
+        size = probe.batch_size
+        return [Group(jtype, settings, host, tuple(members[i:i + size]), True) for i in range(0, len(members), size)]
+    return [Group(jtype, settings, host, (job,), False) for job in members]
+
+
+def common_values(settings: Settings, jtype: JobType) -> dict[str, object]:
+    return {**jtype.vars, "ssh": template.words(settings.ssh)}
 
 
 def job_values(job: Job, jtype: JobType) -> dict[str, object]:
@@ -48,13 +51,17 @@ def job_values(job: Job, jtype: JobType) -> dict[str, object]:
     return values
 
 
-def command(group: Group) -> str:
-    """The exact shell text a group's check runs."""
-    values = common_values(group.settings)
+def command(group: Group, probe: Probe | None = None) -> str:
+    """The exact shell text a group's check (or ``probe``, e.g. its fallback) runs; for a check
+    that reads a file, the file's path."""
+    probe = probe or group.jtype.check
+    values = common_values(group.settings, group.jtype)
     if group.batched:
         first = group.jobs[0]
         values.update(ids=[j.id for j in group.jobs], jobs=[j.values() for j in group.jobs],
                       host=group.host, user=first.user, type=group.jtype.name)
-        return template.render(group.jtype.check.batch, values)
+        return template.render(probe.batch, values)
     values.update(job_values(group.jobs[0], group.jtype))
-    return template.render(group.jtype.check.command, values)
+    if probe.read is not None:
+        return template.render(probe.read, values)
+    return template.render(probe.command, values)

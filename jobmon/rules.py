@@ -30,6 +30,8 @@ class Observation(NamedTuple):
     row: Row | None
     error: str | None = None  # the check itself failed: says nothing about the job
     text: str = ""  # the job's own output (one-job checks), searched for key events
+    offset: int | None = None  # a read check: where the next read starts
+    grew: bool = False  # a read check: the file had new text
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -166,6 +168,9 @@ class Book(NamedTuple):
     last_error: str | None = None
     final: Mapping[str, object] | None = None  # a terminal event claimed but not yet in history
     seen: tuple[str, ...] = ()  # key events already reported
+    offset: int = 0  # how far a read check has read its file
+    grew_at: str | None = None  # when a read check last found new text
+    captured: Mapping[str, str] | None = None  # named groups of key events (e.g. a Slurm job id)
 
     def to_dict(self) -> dict[str, object]:
         out = {k: v for k, v in self._asdict().items() if v not in (None, 0, False, ())}
@@ -177,7 +182,7 @@ class Book(NamedTuple):
     def from_dict(cls, data: Mapping[str, object]) -> "Book":
         """Values of the wrong kind (a hand-edited registry) fall back to the defaults."""
         kinds = {"errors": int, "unreachable": bool, "missing_since": str, "last_error": str,
-                 "final": dict, "seen": list}
+                 "final": dict, "seen": list, "offset": int, "grew_at": str, "captured": dict}
         known = {k: data[k] for k, kind in kinds.items()
                  if isinstance(data.get(k), kind) and not (kind is int and isinstance(data.get(k), bool))}
         if "seen" in known:
@@ -235,11 +240,15 @@ def advance(
     if book.unreachable:
         changes.append(Change("recovered", UNREACHABLE, RECOVERED, False, None, {},
                               f"checks work again after {book.errors} failures"))
-    book = Book()._replace(missing_since=book.missing_since, seen=book.seen)
+    book = Book()._replace(missing_since=book.missing_since, seen=book.seen, offset=book.offset,
+                           grew_at=book.grew_at, captured=book.captured)
     if obs.text and jtype.events:
         found = key_events(obs.text, jtype.events, book.seen)
-        changes += [Change("event", status, name, False, None, {}, text) for name, text in found]
-        book = book._replace(seen=book.seen + tuple(name for name, _ in found))
+        changes += [Change("event", status, name, False, None, groups, text) for name, text, groups in found]
+        captured = dict(book.captured or {})
+        for _, _, groups in found:
+            captured.update({k: v for k, v in groups.items() if v})
+        book = book._replace(seen=book.seen + tuple(name for name, _, _ in found), captured=captured or None)
 
     row = obs.row
     if row is not None and jtype.category(row.state) == "missing":
@@ -283,14 +292,15 @@ def _say(pattern: Pattern, match: re.Match[str], text: str, **extra: Any) -> str
     return " ".join(pattern.text.render(line=line, **values, **extra).split())
 
 
-def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> list[tuple[str, str]]:
-    """Key events in new output: (name, what to say), each name said once, in output order.
+def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> list[tuple[str, str, dict[str, str]]]:
+    """Key events in new output: (name, what to say, named groups), each name said once, in
+    output order.
 
     A pattern with ``step`` follows progress: its ``percent`` group is reported each time it
     reaches a new multiple of ``step`` (the highest one in this text only), named ``name@N``.
     """
     done = set(seen)
-    found: list[tuple[int, str, str]] = []
+    found: list[tuple[int, str, str, dict[str, str]]] = []
     for pattern in patterns:
         if pattern.step:
             best: tuple[int, re.Match[str]] | None = None
@@ -303,14 +313,18 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> l
                     best = (bucket, match)
             if best is not None:
                 bucket, match = best
-                found.append((match.start(), f"{pattern.name}@{bucket}", _say(pattern, match, text)))
+                found.append((match.start(), f"{pattern.name}@{bucket}", _say(pattern, match, text), _groups(match)))
             continue
         if pattern.name in done:
             continue
         match = pattern.regex.search(text)
         if match:
-            found.append((match.start(), pattern.name, _say(pattern, match, text)))
-    return [(name, said) for _, name, said in sorted(found, key=lambda f: f[0])]
+            found.append((match.start(), pattern.name, _say(pattern, match, text), _groups(match)))
+    return [(name, said, groups) for _, name, said, groups in sorted(found, key=lambda f: f[0])]
+
+
+def _groups(match: re.Match[str]) -> dict[str, str]:
+    return {k: v.strip() for k, v in match.groupdict().items() if v}
 
 
 def diagnose(text: str, patterns: Iterable[Pattern]) -> str | None:

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 from loguru import logger
 
 from jobmon import plan as planner
-from jobmon import rules, run, template
+from jobmon import logfile, rules, run, template
 from jobmon.config import Config, JobType
 from jobmon.events import Event, Printer, clip, one_line
 from jobmon.registry import Invalid, Job, Registry
@@ -44,6 +44,7 @@ class Watcher:
     interval: float | None = None  # --interval: wins over every configured interval
     stop: threading.Event = field(default_factory=threading.Event)
     finished: list[str] = field(default_factory=list)  # categories of jobs this run saw end
+    metrics: list[str] = field(default_factory=list)  # results of the jobs this run saw complete
     _due: dict[tuple[str, str], float] = field(default_factory=dict)
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _reported: set[str] = field(default_factory=set)
@@ -56,7 +57,9 @@ class Watcher:
         jobs = [e for e in entries if isinstance(e, Job) and not e.book.final]
         jobs = [j for j in jobs if j.key not in self._unusable(entries)]
         now = time.monotonic()
-        groups = planner.plan(jobs, self.config)
+        asked = self._delegates(jobs)
+        real = {j.key for j in jobs}
+        groups = planner.plan(jobs + [v for v in asked.values() if v.key not in real], self.config)
         live = {g.key for g in groups}
         # Forget groups whose jobs are gone: a stale due time in the past would wake the loop at once, forever.
         self._due = {k: v for k, v in self._due.items() if k in live}
@@ -64,8 +67,33 @@ class Watcher:
         due = [g for g in groups if everything or self._due.get(g.key, 0.0) <= now]
         if due:
             results = self._run_checks(due)
-            self._apply(due, results)
+            merged: dict[tuple[str, str, str], rules.Observation] = {}
+            for result in results:
+                merged.update(result)
+            self._apply([j for g in due for j in g.jobs if j.key in real], merged, asked)
         return [e for e in self.registry.read() if isinstance(e, Job)]
+
+    def _delegates(self, jobs: list[Job]) -> dict[tuple[str, str, str], Job]:
+        """For each job whose own check has gone quiet, the job its type delegates to."""
+        out: dict[tuple[str, str, str], Job] = {}
+        now = datetime.now()
+        for job in jobs:
+            jtype, _ = self.config.resolve(job.type, job.host)
+            d = jtype.delegate
+            if d is None or jtype.category(job.last_status) in ("success", "failure"):
+                continue
+            since = job.book.grew_at or job.book.missing_since
+            if since is None or (now - datetime.strptime(since, rules.TIME_FORMAT)).total_seconds() < d.after:
+                continue
+            values = {**_blank(jtype), **planner.job_values(job, jtype), **(job.book.captured or {})}
+            other_id, other_host = d.id.render(values).strip(), d.host.render(values).strip()
+            if not other_id:
+                continue  # the log never named the job to ask about
+            other = Job(d.type, other_id, host=other_host, user=job.user)
+            other_type, _ = self.config.resolve(d.type, other_host)
+            if other_type.problem({"id": other_id, "host": other_host}) is None:
+                out[job.key] = other
+        return out
 
     def _run_checks(self, groups: list[planner.Group]) -> list[dict[tuple[str, str, str], rules.Observation]]:
         workers = min(self.config.settings.max_parallel, len(groups))
@@ -83,19 +111,62 @@ class Watcher:
             return {job.key: rules.Observation(None, why) for job in group.jobs}
 
     def _check_group(self, group: planner.Group) -> dict[tuple[str, str, str], rules.Observation]:
-        command = planner.command(group)
         jtype = group.jtype
+        if jtype.check.read is not None:
+            observations = {job.key: self._read(job, jtype, planner.command(group)) for job in group.jobs}
+            self._schedule(group, all(o.error is None for o in observations.values()))
+            return observations
+        observations = self._ask(group, jtype.check)
+        self._schedule(group, all(o.error is None for o in observations.values()))
+        unseen = [j for j in group.jobs if observations[j.key].row is None and observations[j.key].error is None]
+        if unseen and jtype.fallback is not None:
+            for sub in planner.split(jtype, group.settings, group.host, unseen, jtype.fallback):
+                for key, obs in self._ask(sub, jtype.fallback).items():
+                    if obs.row is not None:  # a failed fallback leaves the job "not yet", as it was
+                        observations[key] = obs
+        return observations
+
+    def _ask(self, group: planner.Group, probe: Any) -> dict[tuple[str, str, str], rules.Observation]:
+        """Run one check command and read every job's row out of its output."""
+        jtype = group.jtype
+        command = planner.command(group, probe)
         logger.debug("check {} ({} jobs): {}", group.key, len(group.jobs), command)
-        result = run.run(command, jtype.timeout, ok_codes=jtype.check.ok_exit)
-        self._schedule(group, result.ok)
-        if not result.ok:
-            why = result.why()
+        result = run.run(command, jtype.timeout, ok_codes=probe.ok_exit)
+        why = None if result.ok else result.why()
+        text = rules.clean(result.stdout)
+        if why is None and probe.fail_if is not None:
+            match = probe.fail_if.search(text + "\n" + rules.clean(result.stderr))
+            if match:
+                why = f"check says: {one_line(rules._line_at(match.string, match.start()))[:200]}"
+        rows: dict[str, rules.Row] = {}
+        if why is None:
+            try:
+                if group.batched:
+                    rows = rules.parse_batch(text, jtype, [j.id for j in group.jobs])
+                else:
+                    row = rules.parse_one(text, jtype, group.jobs[0].id)
+                    rows = {group.jobs[0].id: row} if row else {}
+            except ValueError as exc:  # output that cannot be read (bad JSON) is a failed check
+                why = str(exc)
+        if why is not None:
             logger.warning("check of {} on {} failed: {}", jtype.name, group.host or "localhost", why)
             return {job.key: rules.Observation(None, why) for job in group.jobs}
-        if group.batched:
-            rows = rules.parse_batch(result.stdout, jtype, [j.id for j in group.jobs])
-            return {job.key: rules.Observation(rows.get(job.id)) for job in group.jobs}
-        return {group.jobs[0].key: rules.Observation(rules.parse_one(result.stdout, jtype), text=result.stdout)}
+        one = not group.batched
+        return {job.key: rules.Observation(rows.get(job.id), text=text if one else "") for job in group.jobs}
+
+    def _read(self, job: Job, jtype: JobType, path: str) -> rules.Observation:
+        """A check that reads the job's file from where the last one stopped: no process at all."""
+        try:
+            chunk = logfile.read_new(path, job.book.offset, self.config.settings.max_read)
+        except logfile.Missing:
+            return rules.Observation(None)  # not there yet: "not yet", LOST after the grace period
+        except logfile.Unreadable as exc:
+            return rules.Observation(None, str(exc))
+        if chunk.skipped:
+            logger.warning("{}: {} bytes arrived at once; read the last {}", path, chunk.skipped, chunk.offset)
+        text = rules.clean(chunk.text)
+        row = rules.parse_one(text, jtype, job.id)
+        return rules.Observation(row, text=text, offset=chunk.offset, grew=chunk.grew)
 
     def _schedule(self, group: planner.Group, ok: bool) -> None:
         interval = self.interval or group.jtype.interval
@@ -106,15 +177,21 @@ class Watcher:
 
     # ------------------------------------------------------------ decisions and write-back
 
-    def _apply(self, groups: list[planner.Group], results: list[Mapping[tuple[str, str, str], rules.Observation]]) -> None:
+    def _apply(self, jobs: list[Job], observations: Mapping[tuple[str, str, str], rules.Observation],
+               asked: Mapping[tuple[str, str, str], Job]) -> None:
         now = datetime.now()
         seen: dict[tuple[str, str, str], tuple[Job, JobType, rules.Step]] = {}
-        for group, observations in zip(groups, results):
-            s = group.settings
-            for job in group.jobs:
-                step = rules.advance(job.last_status, job.book, observations[job.key], group.jtype, now,
-                                     unreachable_after=s.unreachable_after, lost_after=s.lost_after)
-                seen[job.key] = (job, group.jtype, step)
+        for job in jobs:
+            jtype, s = self.config.resolve(job.type, job.host)
+            obs = observations[job.key]
+            if job.key in asked and asked[job.key].key in observations:
+                obs = _delegated(obs, observations[asked[job.key].key], asked[job.key], jtype, self.config)
+            step = rules.advance(job.last_status, job.book, obs, jtype, now,
+                                 unreachable_after=s.unreachable_after, lost_after=s.lost_after)
+            if obs.offset is not None:
+                grew_at = now.strftime(rules.TIME_FORMAT) if obs.grew or step.book.grew_at is None else step.book.grew_at
+                step = step._replace(book=step.book._replace(offset=obs.offset, grew_at=grew_at))
+            seen[job.key] = (job, jtype, step)
 
         events: list[Event] = []
         claimed: list[tuple[Job, JobType, rules.Change]] = []
@@ -140,8 +217,7 @@ class Watcher:
     def _event(self, job: Job, jtype: JobType, change: rules.Change, now: datetime, extra: str = "") -> Event:
         detail = change.why
         if change.kind == "state" and jtype.detail is not None and change.groups:
-            values = {**planner.job_values(job, jtype), **change.groups, "state": change.after,
-                      "previous": change.before, "outcome": change.outcome, "groups": change.groups, "ssh": ""}
+            values = _result_values(job, jtype, change)
             try:
                 detail = one_line(jtype.detail.render(values))
             except Exception as exc:  # a group the regex did not capture this time
@@ -164,26 +240,29 @@ class Watcher:
 
     def _outcome(self, job: Job, jtype: JobType, change: rules.Change, now: datetime) -> Outcome:
         action = jtype.on_complete if change.outcome == "success" else jtype.on_failure
-        output, distilled = "", ""
+        output, distilled, found = "", "", []
         if action is not None:
             _, settings = self.config.resolve(job.type, job.host)
-            values = {**planner.job_values(job, jtype), **change.groups, "state": change.after,
-                      "previous": change.before, "outcome": change.outcome, "groups": dict(change.groups),
-                      **planner.common_values(settings)}
+            values = {**_result_values(job, jtype, change), **planner.common_values(settings, jtype)}
             command = template.render(action, values)
             result = run.run(command, jtype.action_timeout)
-            output = (result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))[-ACTION_TAIL:]
+            full = rules.clean(result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))
+            output = full[-ACTION_TAIL:]
             if result.ok or result.stdout.strip():
-                cause = rules.diagnose(output, jtype.diagnosis) if change.outcome == "failure" else None
-                distilled = cause or distill(result.stdout)
+                if change.outcome == "failure":
+                    distilled = rules.diagnose(full, jtype.diagnosis) or distill(rules.clean(result.stdout))
+                else:
+                    found = rules.metrics(rules.clean(result.stdout), jtype.metrics)
+                    distilled = ", ".join(found) if jtype.metrics else distill(rules.clean(result.stdout))
             else:
                 which = "on_complete" if change.outcome == "success" else "on_failure"
                 distilled = f"{which} failed: {result.why()}"
         event = self._event(job, jtype, change, now, distilled)
         self.finished.append(jtype.category(change.after) if change.after != rules.LOST else "failure")
+        self.metrics += found
         record = {**job.to_dict(), "last_status": change.after, "outcome": change.outcome,
                   "finished": now.isoformat(timespec="seconds"), "detail": event.detail,
-                  "action_output": output}
+                  "metrics": found, "action_output": output}
         record.pop("jobmon", None)
         return Outcome(event, record)
 
@@ -269,7 +348,7 @@ class Watcher:
                 categories.append("unreachable" if job.book.unreachable else jtype.category(job.last_status) if job.last_status else "pending")
             else:
                 categories.append("unknown")
-        summary = summarize(categories)
+        summary = summarize(categories, self.metrics)
         return Event(kind="summary", detail=summary.text(), counts=summary.counts)
 
     # ------------------------------------------------------------ the loop
@@ -303,6 +382,33 @@ def _stamp(path: os.PathLike[str]) -> tuple[int, int] | None:
     except OSError:
         return None
     return (st.st_mtime_ns, st.st_size)
+
+
+def _blank(jtype: JobType) -> dict[str, str]:
+    """Every name a result template may use and a check may not have captured, as ""."""
+    names = set(jtype.check.regex.groupindex) | {g for p in jtype.events for g in p.regex.groupindex}
+    names |= set(jtype.check.json.fields) if jtype.check.json else set()
+    return {name: "" for name in names}
+
+
+def _result_values(job: Job, jtype: JobType, change: rules.Change) -> dict[str, Any]:
+    return {**_blank(jtype), **planner.job_values(job, jtype), **(job.book.captured or {}), **change.groups,
+            "state": change.after, "previous": change.before, "outcome": change.outcome,
+            "groups": dict(change.groups), "ssh": ""}
+
+
+def _delegated(own: rules.Observation, other: rules.Observation, asked: Job, jtype: JobType,
+               config: Config) -> rules.Observation:
+    """The job's own observation, unless the type it delegates to has a verdict."""
+    if other.row is None or jtype.delegate is None:
+        return own
+    other_type, _ = config.resolve(asked.type, asked.host)
+    category = other_type.category(other.row.state)
+    if category not in ("success", "failure"):
+        return own
+    state = jtype.delegate.success if category == "success" else jtype.delegate.failure
+    groups = {**other.row.groups, "delegate": f"{asked.type} {asked.label} says {other.row.state}"}
+    return own._replace(row=rules.Row(state, groups), error=None)
 
 
 def _claim(change: rules.Change, now: datetime) -> dict[str, Any]:

@@ -136,7 +136,8 @@ def test_seen_again_clears_the_missing_clock(types: config.Config) -> None:
 
 def test_book_round_trips_through_the_registry_dict() -> None:
     book = Book(errors=2, unreachable=True, missing_since="2026-11-29T12:00:00", last_error="x",
-                final={"to": "COMPLETED"})
+                final={"to": "COMPLETED"}, seen=("a", "b@25"), offset=1234, grew_at="2026-11-29T12:00:00",
+                captured={"jid": "1"})
     assert Book.from_dict(book.to_dict()) == book
     assert Book().to_dict() == {}
 
@@ -162,12 +163,14 @@ def test_key_events_are_found_in_output_order_and_said_once(tmp_path) -> None:  
     jtype = _type_with_patterns(tmp_path)
     text = "noise\nJob id: 777\nEntering Experiment ptq_qwen with id: ptq_qwen_1712\n"
     assert rules.key_events(text, jtype.events, ()) == [
-        ("slurm-job", "Job id: 777"), ("experiment", "experiment ptq_qwen (ptq_qwen_1712)")]
-    assert rules.key_events(text, jtype.events, ("slurm-job",)) == [("experiment", "experiment ptq_qwen (ptq_qwen_1712)")]
+        ("slurm-job", "Job id: 777", {"jid": "777"}),
+        ("experiment", "experiment ptq_qwen (ptq_qwen_1712)", {"exp": "ptq_qwen", "eid": "ptq_qwen_1712"})]
+    assert [e[0] for e in rules.key_events(text, jtype.events, ("slurm-job",))] == ["experiment"]
     step = advance("", Observation(None, text=text), jtype)
     assert [(c.kind, c.after) for c in step.changes] == [("event", "slurm-job"), ("event", "experiment")]
     again = advance("", Observation(None, text=text), jtype, step.book)
     assert again.changes == () and again.book.seen == ("slurm-job", "experiment")
+    assert again.book.captured == {"jid": "777", "exp": "ptq_qwen", "eid": "ptq_qwen_1712"}
 
 
 def test_diagnosis_takes_the_first_pattern_in_declared_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
