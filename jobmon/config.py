@@ -110,6 +110,7 @@ class Pattern:
     step: float = 0.0  # events: report the `percent` group at each new multiple of step
     traceback: bool = False  # diagnosis: the cause named by the last Python traceback
     path: str = ""  # metrics: values at this path of YAML/JSON output, instead of regex matches
+    summary: bool = True  # metrics: also shown in the summary line (scores are; MaxRSS is not)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class JobType:
     events: tuple[Pattern, ...]  # key events in a check's output, each said once per job
     diagnosis: tuple[Pattern, ...]  # in order: the first found in a failure's output is its cause
     metrics: tuple[Pattern, ...]  # results found in on_complete's output, e.g. scores
+    log: re.Pattern[str] | None  # finds the full log's path (group `path`) in on_failure's output
     fallback: Probe | None  # asked about the jobs the check had no row for
     delegate: Delegate | None
     discover: Discover | None
@@ -507,10 +509,10 @@ def _patterns(raw: list[Mapping[str, Any]], key: str, where: _Where) -> tuple[Pa
     out: list[Pattern] = []
     for i, item in enumerate(raw):
         at = (key, str(i))
-        allowed = {"events": ("step",), "diagnosis": ("traceback",), "metrics": ("path",)}[key]
-        for option in ("step", "traceback", "path"):
-            if option in item and option not in allowed:
-                raise where.error(at + (option,), f"only for {'events' if option == 'step' else 'diagnosis' if option == 'traceback' else 'metrics'}")
+        owner = {"step": "events", "traceback": "diagnosis", "path": "metrics", "summary": "metrics"}
+        for option, only in owner.items():
+            if option in item and only != key:
+                raise where.error(at + (option,), f"only for {only}")
         special = item.get("traceback") or item.get("path")
         if "regex" not in item and not special:
             raise where.error(at + ("regex",), "missing")
@@ -523,7 +525,8 @@ def _patterns(raw: list[Mapping[str, Any]], key: str, where: _Where) -> tuple[Pa
         text = _template(item.get("text"), names, where, at + ("text",), shell=False)
         if item.get("step", 1) <= 0:
             raise where.error(at + ("step",), "must be greater than 0")
-        out.append(Pattern(name, regex, text, float(item.get("step", 0)), bool(item.get("traceback")), item.get("path", "")))
+        out.append(Pattern(name, regex, text, float(item.get("step", 0)), bool(item.get("traceback")),
+                           item.get("path", ""), bool(item.get("summary", True))))
     return tuple(out)
 
 
@@ -654,6 +657,7 @@ def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Wh
         events=events,
         diagnosis=diagnosis,
         metrics=metrics,
+        log=_regex(body["log"], where, ("log",), ("path",)) if "log" in body else None,
         fallback=fallback,
         delegate=delegate,
         discover=discover,

@@ -389,14 +389,21 @@ def last_exception(text: str) -> str | None:
     return next((e for e in chain if ": " in e), chain[0])
 
 
-def metrics(text: str, patterns: Iterable[Pattern]) -> list[str]:
-    """Every result found in an on_complete output, e.g. ``MMLU-Pro: 42.3%``.
+def log_path(text: str, pattern: re.Pattern[str] | None) -> str | None:
+    """The full log's path, as the type's ``log`` regex finds it in on_failure's output."""
+    match = pattern.search(text) if pattern is not None else None
+    return match.group("path").strip() if match else None
+
+
+def metrics(text: str, patterns: Iterable[Pattern]) -> list[tuple[str, bool]]:
+    """Every result found in an on_complete output, e.g. ``MMLU-Pro: 42.3%``, and whether it
+    belongs in the summary line.
 
     A pattern with ``path`` reads the output as YAML (JSON is YAML) documents and says its
     ``text`` for each value at the path (``keys``: what the path's ``*`` took; ``value``); a
     pattern with ``regex`` says its text for every match.
     """
-    out: list[str] = []
+    out: list[tuple[str, bool]] = []
     docs: list[Any] | None = None
     for pattern in patterns:
         if pattern.path:
@@ -405,9 +412,9 @@ def metrics(text: str, patterns: Iterable[Pattern]) -> list[str]:
             for doc in docs:
                 for keys, value in walk(doc, pattern.path):
                     said = pattern.text.render(keys=keys, value=value) if pattern.text else f"{'.'.join(keys)}: {value}"
-                    out.append(" ".join(said.split()))
+                    out.append((" ".join(said.split()), pattern.summary))
         else:
-            out += [_say(pattern, m, text) for m in pattern.regex.finditer(text)]
+            out += [(_say(pattern, m, text), pattern.summary) for m in pattern.regex.finditer(text)]
     return out
 
 

@@ -88,7 +88,8 @@ FIELD = {"required": BOOL, "pattern": STR, "help": STR, "default": STR}
 
 # A named pattern: key events (with `step` for progress), diagnosis (`traceback: true` for the
 # last Python traceback), metrics (`path` into YAML/JSON output instead of `regex`).
-PATTERN = {"name": STR, "regex": STR, "text": STR, "step": NUM, "traceback": BOOL, "path": STR}
+PATTERN = {"name": STR, "regex": STR, "text": STR, "step": NUM, "traceback": BOOL, "path": STR,
+           "summary": BOOL}
 
 PROBE = {
     "command": STR,
@@ -114,6 +115,7 @@ JOB_TYPE: Schema = {
     "delegate": {"type": STR, "id": STR, "host": STR, "after": NUM, "success": STR, "failure": STR},
     "discover": {"command": STR, "regex": STR},
     "metrics": ListOf(PATTERN),
+    "log": STR,
     "states": {
         "missing": ListOf(STR),
         "pending": ListOf(STR),

@@ -251,18 +251,20 @@ class Watcher:
             if result.ok or result.stdout.strip():
                 if change.outcome == "failure":
                     distilled = rules.diagnose(full, jtype.diagnosis) or distill(rules.clean(result.stdout))
+                    where = rules.log_path(full, jtype.log)
+                    distilled += f" (log: {where})" if where else ""
                 else:
                     found = rules.metrics(rules.clean(result.stdout), jtype.metrics)
-                    distilled = ", ".join(found) if jtype.metrics else distill(rules.clean(result.stdout))
+                    distilled = ", ".join(t for t, _ in found) if jtype.metrics else distill(rules.clean(result.stdout))
             else:
                 which = "on_complete" if change.outcome == "success" else "on_failure"
                 distilled = f"{which} failed: {result.why()}"
         event = self._event(job, jtype, change, now, distilled)
         self.finished.append(jtype.category(change.after) if change.after != rules.LOST else "failure")
-        self.metrics += found
+        self.metrics += [t for t, shown in found if shown]
         record = {**job.to_dict(), "last_status": change.after, "outcome": change.outcome,
                   "finished": now.isoformat(timespec="seconds"), "detail": event.detail,
-                  "metrics": found, "action_output": output}
+                  "metrics": [t for t, _ in found], "action_output": output}
         record.pop("jobmon", None)
         return Outcome(event, record)
 
