@@ -92,7 +92,8 @@ class Probe:
     batch: Any  # jinja2.Template | None: every job of the type on one host
     batch_size: int
     read: Any  # jinja2.Template | None: a local file read from where the last check stopped, no process
-    regex: re.Pattern[str]
+    regex: re.Pattern[str]  # the first of regexes
+    regexes: tuple[re.Pattern[str], ...]  # each finds states; the earliest match in the output wins
     json: JsonSpec | None
     ok_exit: tuple[int, ...]
     fail_if: re.Pattern[str] | None  # output that means the check failed (not the job)
@@ -549,13 +550,19 @@ def _probe(check: Mapping[str, Any], key: str, job_vars: set[str], type_vars: Ma
                 raise where.error((key, "json", needed), "missing")
         json_spec = JsonSpec(raw.get("items", "*"), tuple(raw["id"]), raw["state"], dict(raw.get("fields", {})))
     groups = ("state", "id") if check.get("batch") and "regex" in check else ("state",) if "regex" in check else ()
-    regex = _regex(check.get("regex", "$^"), where, (key, "regex"), groups)
+    texts = check.get("regex", "$^")
+    texts = [texts] if isinstance(texts, str) else texts
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise where.error((key, "regex"), "expected a string or a list of strings")
+    regexes = tuple(_regex(t, where, (key, "regex") + ((str(i),) if len(texts) > 1 else ()), groups)
+                    for i, t in enumerate(texts))
     probe = Probe(
         command=_template(check.get("command"), job_vars | set(CHECK_VARS), where, (key, "command"), shell=True),
         batch=_template(check.get("batch"), set(type_vars) | set(BATCH_VARS), where, (key, "batch"), shell=True),
         batch_size=int(check.get("batch_size", 500)),
         read=_template(check.get("read"), job_vars, where, (key, "read"), shell=False),
-        regex=regex,
+        regex=regexes[0],
+        regexes=regexes,
         json=json_spec,
         ok_exit=tuple(check.get("ok_exit", [0])),
         fail_if=_regex(check["fail_if"], where, (key, "fail_if")) if "fail_if" in check else None,
@@ -614,7 +621,7 @@ def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Wh
     diagnosis = _patterns(body.get("diagnosis", []), "diagnosis", where) + common
     metrics = _patterns(body.get("metrics", []), "metrics", where)
     captured = {g for p in events for g in p.regex.groupindex}
-    result_vars = (job_vars | set(RESULT_VARS) | set(probe.regex.groupindex) | captured
+    result_vars = (job_vars | set(RESULT_VARS) | {g for r in probe.regexes for g in r.groupindex} | captured
                    | set(probe.json.fields if probe.json else ()))
     delegate = None
     if body.get("delegate"):

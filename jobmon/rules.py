@@ -32,6 +32,7 @@ class Observation(NamedTuple):
     text: str = ""  # the job's own output (one-job checks), searched for key events
     offset: int | None = None  # a read check: where the next read starts
     grew: bool = False  # a read check: the file had new text
+    parts: Mapping[str, str] | None = None  # a read check: the states of the job's parts so far
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -128,16 +129,43 @@ def _row(match: re.Match[str], jtype: JobType) -> Row:
     return Row(normalize(groups.get("state", ""), jtype), groups)
 
 
+def _matches(text: str, jtype: JobType) -> list[re.Match[str]]:
+    """Every match of every state regex, in output order."""
+    found = [m for r in jtype.check.regexes for m in r.finditer(text)]
+    return sorted(found, key=lambda m: m.start())
+
+
+def _default(jtype: JobType) -> Row | None:
+    if jtype.check.default is None:
+        return None
+    return Row(jtype.check.default, {g: "" for r in jtype.check.regexes for g in r.groupindex})
+
+
 def parse_one(output: str, jtype: JobType, job_id: str = "") -> Row | None:
     """A single job's check: the first match anywhere in the output, else the type's default."""
     if jtype.check.json is not None:
         return parse_json(output, jtype, [job_id]).get(job_id)
-    match = jtype.check.regex.search(output)
-    if match:
-        return _row(match, jtype)
-    if jtype.check.default is not None:
-        return Row(jtype.check.default, {g: "" for g in jtype.check.regex.groupindex})
-    return None
+    found = _matches(output, jtype)
+    return _row(found[0], jtype) if found else _default(jtype)
+
+
+def parse_log(text: str, jtype: JobType, parts: Mapping[str, str]) -> tuple[Row | None, dict[str, str]]:
+    """New text of a growing log, and the states its parts had so far -> the job's row.
+
+    Every match is a state line of one part (the ``part`` group, e.g. a Slurm job of a
+    launcher's pipeline; "" without one); a later line of a part replaces its earlier state,
+    and the job is done when all its parts are, failed if any failed.
+    """
+    merged = dict(parts)
+    groups: dict[str, str] = {}
+    for match in _matches(text, jtype):
+        row = _row(match, jtype)
+        merged[row.groups.get("part", "")] = row.state
+        groups = dict(row.groups)
+    if not merged:
+        return _default(jtype), merged
+    state = combine([Row(s, {}) for s in merged.values()], jtype).state
+    return Row(state, groups), merged
 
 
 def parse_batch(output: str, jtype: JobType, ids: Iterable[str]) -> dict[str, Row]:
@@ -147,7 +175,7 @@ def parse_batch(output: str, jtype: JobType, ids: Iterable[str]) -> dict[str, Ro
     wanted = set(ids)
     found: dict[str, list[Row]] = {}
     for line in output.splitlines():
-        match = jtype.check.regex.search(line)
+        match = next((m for r in jtype.check.regexes if (m := r.search(line))), None)
         if not match:
             continue
         job_id = (match.group("id") or "").strip()
@@ -168,6 +196,7 @@ class Book(NamedTuple):
     last_error: str | None = None
     final: Mapping[str, object] | None = None  # a terminal event claimed but not yet in history
     seen: tuple[str, ...] = ()  # key events already reported
+    parts: Mapping[str, str] | None = None  # a read check: the last state of each part of the job
     offset: int = 0  # how far a read check has read its file
     grew_at: str | None = None  # when a read check last found new text
     captured: Mapping[str, str] | None = None  # named groups of key events (e.g. a Slurm job id)
@@ -182,7 +211,7 @@ class Book(NamedTuple):
     def from_dict(cls, data: Mapping[str, object]) -> "Book":
         """Values of the wrong kind (a hand-edited registry) fall back to the defaults."""
         kinds = {"errors": int, "unreachable": bool, "missing_since": str, "last_error": str,
-                 "final": dict, "seen": list, "offset": int, "grew_at": str, "captured": dict}
+                 "final": dict, "seen": list, "offset": int, "grew_at": str, "captured": dict, "parts": dict}
         known = {k: data[k] for k, kind in kinds.items()
                  if isinstance(data.get(k), kind) and not (kind is int and isinstance(data.get(k), bool))}
         if "seen" in known:
@@ -241,7 +270,7 @@ def advance(
         changes.append(Change("recovered", UNREACHABLE, RECOVERED, False, None, {},
                               f"checks work again after {book.errors} failures"))
     book = Book()._replace(missing_since=book.missing_since, seen=book.seen, offset=book.offset,
-                           grew_at=book.grew_at, captured=book.captured)
+                           grew_at=book.grew_at, captured=book.captured, parts=book.parts)
     if obs.text and jtype.events:
         found = key_events(obs.text, jtype.events, book.seen)
         changes += [Change("event", status, name, False, None, groups, text) for name, text, groups in found]
@@ -285,9 +314,10 @@ def _line_at(text: str, pos: int) -> str:
 
 
 def _say(pattern: Pattern, match: re.Match[str], text: str, **extra: Any) -> str:
+    """The pattern's text, or what it matched (write ``.*`` to take the rest of the line)."""
     line = _line_at(text, match.start()).strip()
     if pattern.text is None:
-        return line
+        return " ".join(match.group(0).split())
     values = {k: v or "" for k, v in match.groupdict().items()}
     return " ".join(pattern.text.render(line=line, **values, **extra).split())
 

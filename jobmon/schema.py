@@ -25,6 +25,7 @@ STR = Kind("a string", (str,))
 NUM = Kind("a number", (int, float))
 INT = Kind("a whole number", (int,))
 BOOL = Kind("true or false", (bool,))
+STRS = Kind("a string or a list of strings", (str, list))
 
 
 class ListOf(NamedTuple):
@@ -96,7 +97,7 @@ PROBE = {
     "batch": STR,
     "batch_size": INT,
     "read": STR,
-    "regex": STR,
+    "regex": STRS,
     "json": {"items": STR, "id": ListOf(STR), "state": STR, "fields": MapOf(STR)},
     "default": STR,
     "ok_exit": ListOf(INT),

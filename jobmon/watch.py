@@ -165,8 +165,8 @@ class Watcher:
         if chunk.skipped:
             logger.warning("{}: {} bytes arrived at once; read the last {}", path, chunk.skipped, chunk.offset)
         text = rules.clean(chunk.text)
-        row = rules.parse_one(text, jtype, job.id)
-        return rules.Observation(row, text=text, offset=chunk.offset, grew=chunk.grew)
+        row, parts = rules.parse_log(text, jtype, {} if chunk.restarted else (job.book.parts or {}))
+        return rules.Observation(row, text=text, offset=chunk.offset, grew=chunk.grew, parts=parts)
 
     def _schedule(self, group: planner.Group, ok: bool) -> None:
         interval = self.interval or group.jtype.interval
@@ -190,7 +190,8 @@ class Watcher:
                                  unreachable_after=s.unreachable_after, lost_after=s.lost_after)
             if obs.offset is not None:
                 grew_at = now.strftime(rules.TIME_FORMAT) if obs.grew or step.book.grew_at is None else step.book.grew_at
-                step = step._replace(book=step.book._replace(offset=obs.offset, grew_at=grew_at))
+                step = step._replace(book=step.book._replace(offset=obs.offset, grew_at=grew_at,
+                                                             parts=dict(obs.parts or {}) or None))
             seen[job.key] = (job, jtype, step)
 
         events: list[Event] = []
@@ -388,7 +389,7 @@ def _stamp(path: os.PathLike[str]) -> tuple[int, int] | None:
 
 def _blank(jtype: JobType) -> dict[str, str]:
     """Every name a result template may use and a check may not have captured, as ""."""
-    names = set(jtype.check.regex.groupindex) | {g for p in jtype.events for g in p.regex.groupindex}
+    names = {g for r in jtype.check.regexes for g in r.groupindex} | {g for p in jtype.events for g in p.regex.groupindex}
     names |= set(jtype.check.json.fields) if jtype.check.json else set()
     return {name: "" for name in names}
 

@@ -154,7 +154,7 @@ types:
       - {name: slurm-job, regex: 'Job id: (?P<jid>\d+)'}
     diagnosis:
       - {name: cuda-oom, regex: 'CUDA out of memory', text: CUDA out of memory}
-      - {name: traceback, regex: '^\w+(\.\w+)*(Error|Exception): '}
+      - {name: traceback, regex: '^\w+(\.\w+)*(Error|Exception): .*'}
 """)
     return config.from_files([conf]).types["logfile"]
 
