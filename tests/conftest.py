@@ -35,22 +35,61 @@ if [ -n "${FAKE_SSH_EXIT:-}" ]; then echo "ssh: connect to host $host port 22: C
 exec bash -c "$*"
 """
 
-# sacct over state files: $FAKE_SLURM/<jobid> holds "STATE|EXITCODE|ELAPSED".
+# sacct over state files: $FAKE_SLURM/<jobid> holds "STATE|EXITCODE|ELAPSED", <jobid>.rss
+# the MaxRSS of its batch step.
 FAKE_SACCT = r"""#!/usr/bin/env bash
 echo "sacct $*" >> "${FAKE_LOG:-/dev/null}"
 if [ -n "${FAKE_SACCT_FAIL:-}" ]; then
   echo "sacct: error: Problem talking to the database: Connection refused" >&2; exit 1
 fi
-ids=""
+ids=""; format=""
 while [ $# -gt 0 ]; do
-  case "$1" in -j) ids="$2"; shift 2 ;; *) shift ;; esac
+  case "$1" in -j) ids="$2"; shift 2 ;; --format=*) format="${1#--format=}"; shift ;; *) shift ;; esac
 done
 IFS=, read -ra list <<< "$ids"
 for id in "${list[@]}"; do
   f="$FAKE_SLURM/$id"
-  [ -f "$f" ] && printf '%s|%s\n' "$id" "$(cat "$f")"
+  if [ "$format" = MaxRSS ]; then
+    [ -f "$f" ] && { echo; [ -f "$f.rss" ] && cat "$f.rss"; echo 0; }
+  else
+    [ -f "$f" ] && printf '%s|%s\n' "$id" "$(cat "$f")"
+  fi
 done
 exit 0
+"""
+
+# squeue over $FAKE_SLURM/<jobid>.queue ("STATE|NAME"); unknown ids fail as the real one does.
+FAKE_SQUEUE = r"""#!/usr/bin/env bash
+echo "squeue $*" >> "${FAKE_LOG:-/dev/null}"
+ids=""; user=""
+while [ $# -gt 0 ]; do
+  case "$1" in -j) ids="$2"; shift 2 ;; -u) user="$2"; shift 2 ;; *) shift ;; esac
+done
+found=0
+if [ -n "$ids" ]; then
+  IFS=, read -ra list <<< "$ids"
+  for id in "${list[@]}"; do
+    f="$FAKE_SLURM/$id.queue"
+    [ -f "$f" ] && { printf '%s|%s\n' "$id" "$(cut -d'|' -f1 "$f")"; found=1; }
+  done
+  [ "$found" = 1 ] || { echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1; }
+else
+  for f in "$FAKE_SLURM"/*.queue; do
+    [ -f "$f" ] || continue
+    id=$(basename "$f" .queue); printf '%s|%s\n' "$id" "$(cat "$f")"
+  done
+fi
+exit 0
+"""
+
+# scontrol show job: StdOut from $FAKE_SLURM/<jobid>.out when the controller "knows" the job.
+FAKE_SCONTROL = r"""#!/usr/bin/env bash
+echo "scontrol $*" >> "${FAKE_LOG:-/dev/null}"
+f="$FAKE_SLURM/$3.out"
+if [ "$1 $2" = "show job" ] && [ -f "$f" ]; then
+  printf 'JobId=%s JobName=wrap\n   StdOut=%s\n' "$3" "$(cat "$f")"; exit 0
+fi
+echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1
 """
 
 
@@ -94,11 +133,28 @@ class Cluster:
     def forget(self, job_id: str) -> None:
         (self.dir / job_id).unlink(missing_ok=True)
 
+    def queue(self, job_id: str, state: str, name: str = "wrap") -> None:
+        """What squeue says (before sacct has a row, or while the controller knows the job)."""
+        (self.dir / f"{job_id}.queue").write_text(f"{state}|{name}\n")
+
+    def output(self, job_id: str, text: str, rss: str | None = None) -> Path:
+        """The job's output file, as scontrol shows it; and its MaxRSS."""
+        out = self.dir / f"slurm-{job_id}.out"
+        out.write_text(text)
+        (self.dir / f"{job_id}.out").write_text(str(out))
+        if rss is not None:
+            (self.dir / f"{job_id}.rss").write_text(rss + "\n")
+        return out
+
     def ssh_calls(self) -> list[str]:
         return self.fakebin.calls("ssh ")
 
     def sacct_calls(self) -> list[str]:
         return self.fakebin.calls("sacct ")
+
+    def check_calls(self) -> list[str]:
+        """The state checks only (not on_complete's MaxRSS query)."""
+        return [c for c in self.sacct_calls() if " -X " in c]
 
 
 @pytest.fixture
@@ -108,6 +164,8 @@ def cluster(fakebin: FakeBin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("FAKE_SLURM", str(state))
     fakebin.add("ssh", FAKE_SSH)
     fakebin.add("sacct", FAKE_SACCT)
+    fakebin.add("squeue", FAKE_SQUEUE)
+    fakebin.add("scontrol", FAKE_SCONTROL)
     return Cluster(fakebin, state)
 
 

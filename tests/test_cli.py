@@ -77,10 +77,10 @@ def test_status_checks_every_job_once_and_updates_the_registry(home: Home, clust
     assert ran.code == 0
     assert [ln[9:] for ln in ran.lines()] == [
         "slurm 1@eos: NEW -> RUNNING (exit 0:0, 00:00:01)",
-        "slurm 2@eos: NEW -> COMPLETED (exit 0:0, 00:05:00)",
+        "slurm 2@eos: NEW -> COMPLETED (exit 0:0, 00:05:00; MaxRSS 0)",
         "1 of 2 completed, 1 running",
     ]
-    assert len(cluster.sacct_calls()) == 1
+    assert len(cluster.check_calls()) == 1
     assert [(j["id"], j["last_status"]) for j in home.jobs()] == [("1", "RUNNING")]
     again = jobmon("status", "--json", *home.args())
     assert [e["kind"] for e in again.events()] == ["summary"]
@@ -102,7 +102,7 @@ def test_types_and_check(home: Home) -> None:
     types = jobmon("types", *home.args())
     assert "local: a process on this machine, by pid (exit code from --file)" in types.lines()
     assert any(ln.startswith("slurm: ") for ln in types.lines())
-    assert "  fields: id, host; every 30s; from checkers.d/slurm.yaml" in types.lines()
+    assert "  fields: id, host, [file]; every 30s; from checkers.d/slurm.yaml" in types.lines()
     check = jobmon("check", *home.args())
     assert check.code == 0 and check.out.startswith("config OK: 2 job types, 0 clusters, from monitor.yaml")
 

@@ -51,7 +51,7 @@ def test_the_packaged_defaults_load(home: Home) -> None:
     slurm = cfg.types["slurm"]
     assert slurm.sources == ("checkers.d/slurm.yaml",)
     assert slurm.check.batch is not None and slurm.check.command is None
-    assert set(slurm.fields) == {"id", "host"} and slurm.fields["host"].required
+    assert set(slurm.fields) == {"id", "host", "file"} and slurm.fields["host"].required
     assert slurm.category("CANCELLED") == "failure" and slurm.category("COMPLETED") == "success"
     assert cfg.types["local"].interval == 2.0
     assert cfg.types["local"].sources == ("checkers.d/local.yaml",)
@@ -69,8 +69,8 @@ def test_jobmon_types_lists_the_packaged_types_with_their_files(home: Home) -> N
     assert ran.lines() == [
         "local: a process on this machine, by pid (exit code from --file)",
         "  fields: id, [file], [log]; every 2s; from checkers.d/local.yaml",
-        "slurm: a SLURM job, checked with sacct over ssh",
-        "  fields: id, host; every 30s; from checkers.d/slurm.yaml",
+        "slurm: a SLURM job, checked with sacct over ssh (squeue while sacct has no row)",
+        "  fields: id, host, [file]; every 30s; from checkers.d/slurm.yaml",
     ]
 
 
@@ -164,7 +164,7 @@ def test_layer_order_packaged_xdg_cwd_env_cli(home: Home, tmp_path: Path) -> Non
     assert slurm.interval == 15.0
     assert slurm.timeout == 41.0
     assert slurm.description == "mine"
-    assert list(slurm.fields) == ["id", "host", "a", "b", "c", "d", "e"]
+    assert list(slurm.fields) == ["id", "host", "file", "a", "b", "c", "d", "e"]
     assert slurm.fields["d"].help == "from JOBMON_CONFIG"
     assert slurm.check.batch is not None
     assert slurm.sources == ("checkers.d/slurm.yaml", *names)
@@ -205,7 +205,7 @@ def test_the_cli_names_every_layer_it_read(home: Home, tmp_path: Path, monkeypat
     ran = jobmon("types", "--config", str(cli_file))
     assert (ran.code, ran.err) == (0, "")
     xdg_file = tmp_path / "xdg" / "jobmon" / "checkers.d" / "slurm.yaml"
-    assert ran.lines()[3] == f"  fields: id, host; every 15s; from checkers.d/slurm.yaml, {xdg_file}, {env_file}, {cli_file}"
+    assert ran.lines()[3] == f"  fields: id, host, [file]; every 15s; from checkers.d/slurm.yaml, {xdg_file}, {env_file}, {cli_file}"
     ran = jobmon("types", "--json", "--config", str(cli_file))
     slurm = [e for e in ran.events() if e["type"] == "slurm"][0]
     assert slurm["files"] == ["checkers.d/slurm.yaml", str(xdg_file), str(env_file), str(cli_file)]

@@ -66,7 +66,7 @@ def test_a_job_followed_to_completion_then_moved_to_history(home: Home, cluster:
     assert got == [
         (None, "PENDING", False, None, "exit 0:0, 00:00:01"),
         ("PENDING", "RUNNING", False, None, "exit 0:0, 00:00:01"),
-        ("RUNNING", "COMPLETED", True, "success", "exit 0:0, 01:02:03"),
+        ("RUNNING", "COMPLETED", True, "success", "exit 0:0, 01:02:03; MaxRSS 0"),
     ]
     assert active == [] and home.jobs() == []
     (record,) = home.history()
@@ -155,7 +155,7 @@ def test_hostile_registry_entries_are_reported_and_never_run(home: Home, cluster
     assert ": slurm: --id '15;touch " in errors[1]
     assert "unknown job type 'nosuch'" in errors[2]
     assert [(e["id"], e["to"]) for e in lines if e["kind"] == "state"] == [("16", "RUNNING")]
-    assert cluster.sacct_calls() == ["sacct -j 16 -X -n -P --format=JobID,State,ExitCode,Elapsed"]
+    assert cluster.check_calls() == ["sacct -j 16 -X -n -P --format=JobID,State,ExitCode,Elapsed"]
     assert not marker.exists()
     watcher.cycle(everything=True)
     assert [e for e in events(out) if e["kind"] == "error"] == []  # said once per watcher
@@ -185,7 +185,7 @@ def test_bin_jobmon_watch_prints_text_events_only_on_stdout(home: Home, cluster:
                            "-v", *home.args()], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
-    assert [ln[9:] for ln in lines] == ['slurm 22@c "eval": NEW -> COMPLETED (exit 0:0, 00:00:03)',
+    assert [ln[9:] for ln in lines] == ['slurm 22@c "eval": NEW -> COMPLETED (exit 0:0, 00:00:03; MaxRSS 0)',
                                        "1 of 1 completed"]
 
 
