@@ -21,7 +21,7 @@ CATEGORIES = ("missing", "pending", "running", "success", "failure")
 # Variables the engine adds, beside a job's fields, to each kind of template.
 CHECK_VARS = ("ssh",)
 BATCH_VARS = ("ssh", "ids", "jobs", "host", "user", "type")
-RESULT_VARS = ("ssh", "state", "previous", "outcome", "groups")
+RESULT_VARS = ("ssh", "state", "previous", "outcome", "groups", "delegate")
 
 # Applied when a type declares no pattern of its own: a host is a hostname or ssh alias (never an
 # ssh option), a user a login name.
@@ -522,7 +522,7 @@ def _patterns(raw: list[Mapping[str, Any]], key: str, where: _Where) -> tuple[Pa
         name = item.get("name", f"{key}-{i}")
         if name in {p.name for p in out}:
             raise where.error(at + ("name",), f"'{name}' is used twice")
-        names = {"keys", "value"} if item.get("path") else set(regex.groupindex) | {"line"}
+        names = {"keys", "value"} if item.get("path") else set(regex.groupindex) | {"line", "match"}
         text = _template(item.get("text"), names, where, at + ("text",), shell=False)
         if item.get("step", 1) <= 0:
             raise where.error(at + ("step",), "must be greater than 0")

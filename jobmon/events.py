@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import IO, Any, Mapping
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_STEP = re.compile(r"\[[^\]]*\](?=@\d+$)|@\d+$")
 
 
 @dataclass(frozen=True)
@@ -65,8 +66,8 @@ def format_text(event: Event, max_line: int = 400) -> str:
         head += f' "{clip(event.description, 60)}"'
     if event.kind == "state":
         body = f"{event.before or 'NEW'} -> {event.after}"
-    else:
-        body = event.after or ""
+    else:  # a key event's name, without the part and step it is kept under ("calibration[t0]@50")
+        body = _STEP.sub("", event.after or "")
     tail = " [replayed after a restart]" if event.replayed else ""
     line = f"{head}: {body}"
     if event.detail:

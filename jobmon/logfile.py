@@ -25,7 +25,16 @@ class Unreadable(Exception):
     """The file is there and cannot be read: a failed check, with the reason."""
 
 
+OVERLAP = 4096  # bytes read again before the offset: a line wrapped across two reads still matches
+
+
 def read_new(path: str, offset: int, limit: int) -> Chunk:
+    """The text appended since ``offset``, starting with the last few lines before it.
+
+    Rules that read a log must therefore be idempotent (key events are said once, a part's
+    state is replaced): the overlap lets a message that rich wrapped over two lines, half in
+    the last read and half in this one, still match.
+    """
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except FileNotFoundError:
@@ -42,6 +51,8 @@ def read_new(path: str, offset: int, limit: int) -> Chunk:
         skipped = max(0, size - start - limit)
         start += skipped
         data = os.pread(fd, min(size - start, limit), start) if size > start else b""
+        back = min(start, OVERLAP) if data and not skipped else 0
+        before = os.pread(fd, back, start - back) if back else b""
     except OSError as exc:
         raise Unreadable(f"{path}: {exc.strerror}") from None
     finally:
@@ -52,7 +63,13 @@ def read_new(path: str, offset: int, limit: int) -> Chunk:
         data = data[: cut + 1]
     elif len(data) < limit:
         data = b""
-    return Chunk(data.decode("utf-8", errors="replace"), start + len(data), bool(data), skipped, restarted)
+    if data and before:
+        first = before.find(b"\n")  # start the overlap at a line boundary
+        before = before[first + 1:] if first >= 0 and start - back > 0 else before
+    else:
+        before = b""
+    text = (before + data).decode("utf-8", errors="replace")
+    return Chunk(text, start + len(data), bool(data), skipped, restarted)
 
 
 def _is_regular(mode: int) -> bool:

@@ -319,7 +319,7 @@ def _say(pattern: Pattern, match: re.Match[str], text: str, **extra: Any) -> str
     if pattern.text is None:
         return " ".join(match.group(0).split())
     values = {k: v or "" for k, v in match.groupdict().items()}
-    return " ".join(pattern.text.render(line=line, **values, **extra).split())
+    return " ".join(pattern.text.render(line=line, match=match.group(0), **values, **extra).split())
 
 
 def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> list[tuple[str, str, dict[str, str]]]:
@@ -327,23 +327,26 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> l
     output order.
 
     A pattern with ``step`` follows progress: its ``percent`` group is reported each time it
-    reaches a new multiple of ``step`` (the highest one in this text only), named ``name@N``.
+    reaches a new multiple of ``step`` (the highest one in this text only), named ``name@N``,
+    or ``name[part]@N`` per value of a ``part`` group (e.g. each task of a pipeline).
     """
     done = set(seen)
     found: list[tuple[int, str, str, dict[str, str]]] = []
     for pattern in patterns:
         if pattern.step:
-            best: tuple[int, re.Match[str]] | None = None
+            best: dict[str, tuple[int, re.Match[str]]] = {}
             for match in pattern.regex.finditer(text):
                 try:
                     bucket = int(float(match.group("percent")) // pattern.step * pattern.step)
                 except (TypeError, ValueError):
                     continue
-                if f"{pattern.name}@{bucket}" not in done and (best is None or bucket > best[0]):
-                    best = (bucket, match)
-            if best is not None:
-                bucket, match = best
-                found.append((match.start(), f"{pattern.name}@{bucket}", _say(pattern, match, text), _groups(match)))
+                part = match.groupdict().get("part") or ""
+                key = f"{pattern.name}[{part}]" if part else pattern.name
+                if f"{key}@{bucket}" not in done and (part not in best or bucket > best[part][0]):
+                    best[part] = (bucket, match)
+            for part, (bucket, match) in best.items():
+                key = f"{pattern.name}[{part}]" if part else pattern.name
+                found.append((match.start(), f"{key}@{bucket}", _say(pattern, match, text), _groups(match)))
             continue
         if pattern.name in done:
             continue
@@ -358,14 +361,17 @@ def _groups(match: re.Match[str]) -> dict[str, str]:
 
 
 def diagnose(text: str, patterns: Iterable[Pattern]) -> str | None:
-    """The root cause in one line: the first pattern, in declared order, that finds something."""
+    """The root cause in one line: the first pattern, in declared order, that finds something;
+    of its matches the last one, nearest the failure (a log may say it twice, wrapped first)."""
     for pattern in patterns:
         if pattern.traceback:
             cause = last_exception(text)
             if cause:
                 return cause
             continue
-        match = pattern.regex.search(text)
+        match = None
+        for match in pattern.regex.finditer(text):
+            pass
         if match:
             return _say(pattern, match, text)
     return None

@@ -26,6 +26,7 @@ from jobmon.report import summarize
 
 BACKOFF_CAP = 600.0  # seconds: a host that keeps failing is still asked every ten minutes
 ACTION_TAIL = 4096  # characters of an action's output kept in history
+CAUSE_LIMIT = 200  # characters of a failure's cause in its event
 
 
 @dataclass
@@ -250,8 +251,8 @@ class Watcher:
             full = rules.clean(result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))
             output = full[-ACTION_TAIL:]
             if result.ok or result.stdout.strip():
-                if change.outcome == "failure":
-                    distilled = rules.diagnose(full, jtype.diagnosis) or distill(rules.clean(result.stdout))
+                if change.outcome == "failure":  # the cause short enough to leave room for the log's path
+                    distilled = clip(rules.diagnose(full, jtype.diagnosis) or distill(rules.clean(result.stdout)), CAUSE_LIMIT)
                     where = rules.log_path(full, jtype.log)
                     distilled += f" (log: {where})" if where else ""
                 else:
@@ -395,7 +396,7 @@ def _blank(jtype: JobType) -> dict[str, str]:
 
 
 def _result_values(job: Job, jtype: JobType, change: rules.Change) -> dict[str, Any]:
-    return {**_blank(jtype), **planner.job_values(job, jtype), **(job.book.captured or {}), **change.groups,
+    return {**_blank(jtype), "delegate": "", **planner.job_values(job, jtype), **(job.book.captured or {}), **change.groups,
             "state": change.after, "previous": change.before, "outcome": change.outcome,
             "groups": dict(change.groups), "ssh": ""}
 
