@@ -73,46 +73,57 @@ def _match(job, args: argparse.Namespace) -> bool:  # type: ignore[no-untyped-de
 
 
 def cmd_add(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from jobmon import registry as reg
-
     config = _config(args)
     if not args.type:
         raise Failure("--type is required (see `jobmon types`)", USAGE)
-    if args.type not in config.types:
-        from jobmon.config import _unknown_type
-
-        raise Failure(f"--type: {_unknown_type(args.type, config.types)}; see `jobmon types`", USAGE)
-    fields = dict(_pairs(args.field))
-    values = {"id": args.id, "host": args.host or "", "user": args.user or "", "file": args.file or "", **fields}
-    jtype, _ = config.resolve(args.type, values["host"])
-    undeclared = [k for k in fields if k not in jtype.fields]
-    if undeclared:
-        raise Failure(f"--field {undeclared[0]}: job type '{args.type}' has no such field "
-                      f"(fields: {', '.join(jtype.fields)})", USAGE)
-    problem = jtype.problem(values)
-    if problem:
-        raise Failure(problem, USAGE)
-    owner = reg.session(args.session, os.environ)
-    extra = {k: v for k, v in {"file": values["file"], **fields}.items() if v}
-    job = reg.Job(type=args.type, id=args.id, host=values["host"], user=values["user"],
-                  submitted=datetime.now().strftime("%Y-%m-%d %H:%M"), description=args.desc or "",
-                  owner=owner, fields=extra)
+    fields = {"file": args.file or "", **dict(_pairs(args.field))}
+    job = _new_job(config, args, args.type, args.id, args.host or "", args.user or "", args.desc, fields)
     registry = _registry(args)
-    with registry.transaction() as entries:
-        existing = [i for i, e in enumerate(entries) if isinstance(e, reg.Job) and e.key == job.key]
-        if existing:
-            old = entries[existing[0]]
-            if args.desc is not None:
-                entries[existing[0]] = replace(old, description=args.desc)  # type: ignore[arg-type]
-            print(f"jobmon: {job.type} {job.label} is already registered", file=sys.stderr)
-        else:
-            entries.append(job)
-    print(f"registered {job.type} {job.label} in {registry.path}", file=sys.stderr)
+    _register(registry, [job], update_description=args.desc is not None)
     if args.watch:
         _start_watcher(args, registry)
     return OK
+
+
+def _new_job(config: "Config", args: argparse.Namespace, type_name: str, job_id: str, host: str, user: str,
+             desc: str | None, fields: dict[str, str]):  # type: ignore[no-untyped-def]
+    """A job checked against its type (fields, patterns), or a Failure naming what is wrong."""
+    from jobmon import registry as reg
+
+    if type_name not in config.types:
+        from jobmon.config import _unknown_type
+
+        raise Failure(f"--type: {_unknown_type(type_name, config.types)}; see `jobmon types`", USAGE)
+    jtype, _ = config.resolve(type_name, host)
+    undeclared = [k for k in fields if k not in jtype.fields and k != "file"]
+    if undeclared:
+        raise Failure(f"--field {undeclared[0]}: job type '{type_name}' has no such field "
+                      f"(fields: {', '.join(jtype.fields)})", USAGE)
+    problem = jtype.problem({"id": job_id, "host": host, "user": user, **fields})
+    if problem:
+        raise Failure(problem, USAGE)
+    return reg.Job(type=type_name, id=job_id, host=host, user=user,
+                   submitted=datetime.now().strftime("%Y-%m-%d %H:%M"), description=desc or "",
+                   owner=reg.session(args.session, os.environ), fields={k: v for k, v in fields.items() if v})
+
+
+def _register(registry: "Registry", jobs: list, *, update_description: bool = False) -> None:  # type: ignore[type-arg]
+    """Add jobs under the lock; one already there stays (its description updated if asked)."""
+    from dataclasses import replace
+
+    from jobmon.registry import Job
+
+    with registry.transaction() as entries:
+        index = {e.key: i for i, e in enumerate(entries) if isinstance(e, Job)}
+        for job in jobs:
+            if job.key in index:
+                if update_description:
+                    entries[index[job.key]] = replace(entries[index[job.key]], description=job.description)
+                print(f"jobmon: {job.type} {job.label} is already registered", file=sys.stderr)
+            else:
+                entries.append(job)
+                index[job.key] = len(entries) - 1
+                print(f"registered {job.type} {job.label} in {registry.path}", file=sys.stderr)
 
 
 def _pairs(items: Sequence[str] | None) -> list[tuple[str, str]]:
@@ -300,6 +311,41 @@ def cmd_render(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_discover(args: argparse.Namespace) -> int:
+    from jobmon import discover
+    from jobmon.registry import Job
+
+    config = _config(args)
+    for name in args.type or []:
+        if name not in config.types:
+            from jobmon.config import _unknown_type
+
+            raise Failure(f"--type: {_unknown_type(name, config.types)}", USAGE)
+    registry = _registry(args)
+    jobs = [e for e in registry.read() if isinstance(e, Job)]
+    found, problems = discover.discover(config, jobs, types=args.type or [], hosts=args.host or [], user=args.user)
+    for p in problems:
+        print(f"jobmon: discover {p.type}{' on ' + p.host if p.host else ''}: {p.why}", file=sys.stderr)
+    for c in found:
+        if args.json:
+            print(json.dumps({"type": c.type, "id": c.id, "host": c.host, "state": c.state,
+                              "description": c.description, "registered": c.registered, **c.fields}))
+        else:
+            who = f"{c.id}@{c.host}" if c.host else c.id
+            desc = f' "{c.description}"' if c.description else ""
+            print(f"{'registered' if c.registered else 'new':<10} {c.type:<9} {who:<28} {c.state:<10}{desc}")
+    if args.add is None:
+        return OK
+    chosen = [c for c in found if not c.registered and (not args.add or c.id in args.add)]
+    missing = sorted(set(args.add) - {c.id for c in found})
+    if missing:
+        raise Failure(f"--add: no candidate {missing[0]} (see the list above)", FAILED)
+    new = [_new_job(config, args, c.type, c.id, c.host, args.user or "", c.description,
+                    {k: v for k, v in c.fields.items() if k in config.types[c.type].fields}) for c in chosen]
+    _register(registry, new)
+    return OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from jobmon import demo
 
@@ -349,6 +395,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("check", cmd_check, "validate the config and exit", [common])
     p = add("render", cmd_render, "print the exact command a job's check runs", [common, job])
     p.add_argument("--file")
+    p = add("discover", cmd_discover, "list jobs to watch: the registry, then each type's discovery", [common])
+    p.add_argument("--type", action="append", help="only this type (repeatable)")
+    p.add_argument("--host", action="append", help="a host to look on (repeatable; default: settings.hosts, "
+                                                    "else the hosts of registered jobs)")
+    p.add_argument("--user", help="whose jobs (default: $USER)")
+    p.add_argument("--add", nargs="*", metavar="ID", help="register the new ones (all, or these ids)")
     p = add("demo", cmd_demo, "run two local demo jobs and watch them to the end", [common])
     p.add_argument("--interval", type=float, default=1.0)
     return parser

@@ -130,6 +130,7 @@ class Delegate:
 class Discover:
     command: Any  # jinja2.Template (shell): `user`, `host`, and the type's vars
     regex: re.Pattern[str]  # per line: `id`, optional `description`, `state`
+    per_host: bool  # the command names {{ host }}: run once per host
 
 
 @dataclass(frozen=True)
@@ -643,7 +644,8 @@ def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Wh
             raise where.error(("discover", "command" if not d.get("command") else "regex"), "missing")
         discover = Discover(
             _template(d["command"], {"user", "host", "ssh"} | set(type_vars), where, ("discover", "command"), shell=True),
-            _regex(d["regex"], where, ("discover", "regex"), ("id",)))
+            _regex(d["regex"], where, ("discover", "regex"), ("id",)),
+            re.search(r"{{-?\s*host\b", d["command"]) is not None)
     detail = _template(body.get("detail"), result_vars, where, ("detail",), shell=False)
     for key in ("interval", "timeout", "action_timeout"):
         if key in body and body[key] <= 0:

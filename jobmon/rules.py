@@ -10,7 +10,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
-from jobmon.config import JobType, Pattern
+from jobmon.config import JobType, Pattern, Probe
 
 UNREACHABLE = "UNREACHABLE"
 LOST = "LOST"
@@ -69,9 +69,9 @@ def _first(data: Any, path: str) -> Any:
     return next((value for _, value in walk(data, path)), None)
 
 
-def parse_json(output: str, jtype: JobType, ids: Iterable[str]) -> dict[str, Row]:
-    """Rows from JSON output, as the type's ``check.json`` says. Raises ValueError on bad JSON."""
-    spec = jtype.check.json
+def parse_json(output: str, jtype: JobType, ids: Iterable[str], probe: Probe | None = None) -> dict[str, Row]:
+    """Rows from JSON output, as the probe's ``json`` says. Raises ValueError on bad JSON."""
+    spec = (probe or jtype.check).json
     assert spec is not None
     try:
         data = json.loads(output)
@@ -129,24 +129,25 @@ def _row(match: re.Match[str], jtype: JobType) -> Row:
     return Row(normalize(groups.get("state", ""), jtype), groups)
 
 
-def _matches(text: str, jtype: JobType) -> list[re.Match[str]]:
+def _matches(text: str, probe: Probe) -> list[re.Match[str]]:
     """Every match of every state regex, in output order."""
-    found = [m for r in jtype.check.regexes for m in r.finditer(text)]
+    found = [m for r in probe.regexes for m in r.finditer(text)]
     return sorted(found, key=lambda m: m.start())
 
 
-def _default(jtype: JobType) -> Row | None:
-    if jtype.check.default is None:
+def _default(probe: Probe) -> Row | None:
+    if probe.default is None:
         return None
-    return Row(jtype.check.default, {g: "" for r in jtype.check.regexes for g in r.groupindex})
+    return Row(probe.default, {g: "" for r in probe.regexes for g in r.groupindex})
 
 
-def parse_one(output: str, jtype: JobType, job_id: str = "") -> Row | None:
-    """A single job's check: the first match anywhere in the output, else the type's default."""
-    if jtype.check.json is not None:
-        return parse_json(output, jtype, [job_id]).get(job_id)
-    found = _matches(output, jtype)
-    return _row(found[0], jtype) if found else _default(jtype)
+def parse_one(output: str, jtype: JobType, job_id: str = "", probe: Probe | None = None) -> Row | None:
+    """A single job's check: the first match anywhere in the output, else the probe's default."""
+    probe = probe or jtype.check
+    if probe.json is not None:
+        return parse_json(output, jtype, [job_id], probe).get(job_id)
+    found = _matches(output, probe)
+    return _row(found[0], jtype) if found else _default(probe)
 
 
 def parse_log(text: str, jtype: JobType, parts: Mapping[str, str]) -> tuple[Row | None, dict[str, str]]:
@@ -158,24 +159,25 @@ def parse_log(text: str, jtype: JobType, parts: Mapping[str, str]) -> tuple[Row 
     """
     merged = dict(parts)
     groups: dict[str, str] = {}
-    for match in _matches(text, jtype):
+    for match in _matches(text, jtype.check):
         row = _row(match, jtype)
         merged[row.groups.get("part", "")] = row.state
         groups = dict(row.groups)
     if not merged:
-        return _default(jtype), merged
+        return _default(jtype.check), merged
     state = combine([Row(s, {}) for s in merged.values()], jtype).state
     return Row(state, groups), merged
 
 
-def parse_batch(output: str, jtype: JobType, ids: Iterable[str]) -> dict[str, Row]:
+def parse_batch(output: str, jtype: JobType, ids: Iterable[str], probe: Probe | None = None) -> dict[str, Row]:
     """A batched check: one line per row, matched to jobs by the ``id`` group (or by JSON)."""
-    if jtype.check.json is not None:
-        return parse_json(output, jtype, ids)
+    probe = probe or jtype.check
+    if probe.json is not None:
+        return parse_json(output, jtype, ids, probe)
     wanted = set(ids)
     found: dict[str, list[Row]] = {}
     for line in output.splitlines():
-        match = next((m for r in jtype.check.regexes if (m := r.search(line))), None)
+        match = next((m for r in probe.regexes if (m := r.search(line))), None)
         if not match:
             continue
         job_id = (match.group("id") or "").strip()

@@ -143,9 +143,9 @@ class Watcher:
         if why is None:
             try:
                 if group.batched:
-                    rows = rules.parse_batch(text, jtype, [j.id for j in group.jobs])
+                    rows = rules.parse_batch(text, jtype, [j.id for j in group.jobs], probe)
                 else:
-                    row = rules.parse_one(text, jtype, group.jobs[0].id)
+                    row = rules.parse_one(text, jtype, group.jobs[0].id, probe)
                     rows = {group.jobs[0].id: row} if row else {}
             except ValueError as exc:  # output that cannot be read (bad JSON) is a failed check
                 why = str(exc)
