@@ -18,9 +18,9 @@ from jobmon.config import ConfigError
 from jobmon.registry import Job
 
 PACKAGED_DIR = config.packaged_dir()
-PACKAGED = [PACKAGED_DIR / "monitor.yaml", PACKAGED_DIR / "checkers.d" / "local.yaml",
-            PACKAGED_DIR / "checkers.d" / "slurm.yaml"]
-PACKAGED_NAMES = ("monitor.yaml", "checkers.d/local.yaml", "checkers.d/slurm.yaml")
+PACKAGED_NAMES = ("monitor.yaml", "checkers.d/launcher.yaml", "checkers.d/local.yaml", "checkers.d/nel.yaml",
+                  "checkers.d/slurm.yaml")
+PACKAGED = [PACKAGED_DIR / name for name in PACKAGED_NAMES]
 
 
 def write(path: Path, text: str) -> Path:
@@ -43,7 +43,7 @@ def load_error(*files: Path) -> str:
 
 def test_the_packaged_defaults_load(home: Home) -> None:
     cfg = config.load(env={"XDG_CONFIG_HOME": str(home.root.parent / "xdg")})
-    assert list(cfg.types) == ["local", "slurm"]
+    assert list(cfg.types) == ["launcher", "local", "nel", "slurm"]
     assert cfg.files == PACKAGED_NAMES
     assert cfg.clusters == ()
     assert cfg.settings.interval == 30.0 and cfg.settings.max_parallel == 8
@@ -60,15 +60,20 @@ def test_the_packaged_defaults_load(home: Home) -> None:
 def test_jobmon_check_accepts_the_packaged_defaults(home: Home) -> None:
     ran = jobmon("check")
     assert (ran.code, ran.err) == (0, "")
-    assert ran.out == "config OK: 2 job types, 0 clusters, from monitor.yaml, checkers.d/local.yaml, checkers.d/slurm.yaml\n"
+    assert ran.out == ("config OK: 4 job types, 0 clusters, from monitor.yaml, checkers.d/launcher.yaml, "
+                       "checkers.d/local.yaml, checkers.d/nel.yaml, checkers.d/slurm.yaml\n")
 
 
 def test_jobmon_types_lists_the_packaged_types_with_their_files(home: Home) -> None:
     ran = jobmon("types")
     assert (ran.code, ran.err) == (0, "")
     assert ran.lines() == [
+        "launcher: the Model-Optimizer launcher's output log (NeMo-Run experiments on SLURM)",
+        "  fields: id, file, [host]; every 5s; from checkers.d/launcher.yaml",
         "local: a process on this machine, by pid (exit code from --file)",
         "  fields: id, [file], [log]; every 2s; from checkers.d/local.yaml",
+        "nel: a NeMo Evaluator Launcher invocation, checked with nel status --json",
+        "  fields: id; every 30s; from checkers.d/nel.yaml",
         "slurm: a SLURM job, checked with sacct over ssh (squeue while sacct has no row)",
         "  fields: id, host, [file]; every 30s; from checkers.d/slurm.yaml",
     ]
@@ -77,7 +82,7 @@ def test_jobmon_types_lists_the_packaged_types_with_their_files(home: Home) -> N
 def test_an_empty_layer_file_changes_nothing(tmp_path: Path) -> None:
     empty = write(tmp_path / "empty.yaml", "# nothing yet\n")
     cfg = config.from_files([*PACKAGED, empty])
-    assert list(cfg.types) == ["local", "slurm"]
+    assert list(cfg.types) == ["launcher", "local", "nel", "slurm"]
     assert cfg.files == (*PACKAGED_NAMES, str(empty))
 
 
@@ -205,7 +210,7 @@ def test_the_cli_names_every_layer_it_read(home: Home, tmp_path: Path, monkeypat
     ran = jobmon("types", "--config", str(cli_file))
     assert (ran.code, ran.err) == (0, "")
     xdg_file = tmp_path / "xdg" / "jobmon" / "checkers.d" / "slurm.yaml"
-    assert ran.lines()[3] == f"  fields: id, host, [file]; every 15s; from checkers.d/slurm.yaml, {xdg_file}, {env_file}, {cli_file}"
+    assert ran.lines()[7] == f"  fields: id, host, [file]; every 15s; from checkers.d/slurm.yaml, {xdg_file}, {env_file}, {cli_file}"
     ran = jobmon("types", "--json", "--config", str(cli_file))
     slurm = [e for e in ran.events() if e["type"] == "slurm"][0]
     assert slurm["files"] == ["checkers.d/slurm.yaml", str(xdg_file), str(env_file), str(cli_file)]
@@ -287,7 +292,7 @@ ERRORS = [
     pytest.param("checkers.d/x.yaml", """
         slurm:
           on_failure: "tail {{ logfile }}"
-    """, "{f}: slurm.on_failure: unknown variable logfile (known: description, elapsed, exit, file, groups, "
+    """, "{f}: slurm.on_failure: unknown variable logfile (known: delegate, description, elapsed, exit, file, groups, "
          "host, id, outcome, previous, ssh, state, submitted, type, user)", id="action-unknown-variable"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
@@ -394,7 +399,7 @@ def test_errors_in_a_new_type(tmp_path: Path, old: str, new: str, message: str) 
 
 def test_the_new_type_above_is_valid(tmp_path: Path) -> None:
     path = write(tmp_path / "checkers.d" / "k8s.yaml", NEW_TYPE)
-    assert list(config.from_files([*PACKAGED, path]).types) == ["local", "slurm", "k8s"]
+    assert list(config.from_files([*PACKAGED, path]).types) == ["launcher", "local", "nel", "slurm", "k8s"]
 
 
 def test_a_new_type_needs_a_check(tmp_path: Path) -> None:
@@ -585,7 +590,7 @@ def test_a_cluster_in_its_own_layer_overrides_a_type_from_another(tmp_path: Path
          types:
            slurm:
              detail: "{{ exitcode }}"
-     """, "{f}: clusters.eos.types.slurm.detail: unknown variable exitcode (known: description, elapsed, exit, "
+     """, "{f}: clusters.eos.types.slurm.detail: unknown variable exitcode (known: delegate, description, elapsed, exit, "
           "file, groups, host, id, outcome, previous, ssh, state, submitted, type, user)"),
     ("""
      clusters:
@@ -734,7 +739,7 @@ def k8s(home: Home, fakebin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_a_new_type_passes_check_and_types(home: Home, k8s: Path) -> None:
     ran = jobmon("check", "--config", str(k8s))
     assert (ran.code, ran.err) == (0, "")
-    assert ran.out == f"config OK: 3 job types, 0 clusters, from {', '.join(PACKAGED_NAMES)}, {k8s}\n"
+    assert ran.out == f"config OK: 5 job types, 0 clusters, from {', '.join(PACKAGED_NAMES)}, {k8s}\n"
     ran = jobmon("types", "--config", str(k8s))
     assert (ran.code, ran.err) == (0, "")
     assert ran.lines()[-2:] == ["k8s: a Kubernetes Job, by name",
@@ -810,7 +815,7 @@ def test_a_new_type_in_a_config_folder(home: Home, tmp_path: Path) -> None:
     checkers = write(tmp_path / "conf" / "checkers.d" / "k8s.yaml", K8S_TYPE)
     ran = jobmon("check", "--config", str(tmp_path / "conf"))
     assert (ran.code, ran.err) == (0, "")
-    assert ran.out == f"config OK: 3 job types, 0 clusters, from {', '.join(PACKAGED_NAMES)}, {checkers}\n"
+    assert ran.out == f"config OK: 5 job types, 0 clusters, from {', '.join(PACKAGED_NAMES)}, {checkers}\n"
 
 
 def test_an_override_of_a_misspelled_type_suggests_the_real_one(home: Home, tmp_path: Path) -> None:
