@@ -520,6 +520,9 @@ def _patterns(raw: list[Mapping[str, Any]], key: str, where: _Where) -> tuple[Pa
             raise where.error(at + ("regex",), "missing")
         regex = _regex(item.get("regex", "$^"), where, at + ("regex",), ("percent",) if item.get("step") else ())
         regex = re.compile(regex.pattern, re.MULTILINE)
+        reserved = sorted(set(regex.groupindex) & {"line", "match", "keys", "value"})
+        if reserved:
+            raise where.error(at + ("regex",), f"(?P<{reserved[0]}>…) is a name the text template already has; rename the group")
         name = item.get("name", f"{key}-{i}")
         if name in {p.name for p in out}:
             raise where.error(at + ("name",), f"'{name}' is used twice")

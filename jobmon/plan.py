@@ -42,7 +42,22 @@ def split(jtype: JobType, settings: Settings, host: str, members: list[Job], pro
 
 
 def common_values(settings: Settings, jtype: JobType) -> dict[str, object]:
-    return {**jtype.vars, "ssh": template.words(settings.ssh)}
+    return {**jtype.vars, "ssh": template.words(w.replace("{cache_dir}", cache_dir()) for w in settings.ssh)}
+
+
+def cache_dir() -> str:
+    """jobmon's own cache folder (ssh ControlPath sockets live here), made private on first use."""
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    path = os.path.join(base, "jobmon")
+    if path not in _MADE:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        _MADE.add(path)
+    return path
+
+
+_MADE: set[str] = set()
 
 
 def job_values(job: Job, jtype: JobType) -> dict[str, object]:

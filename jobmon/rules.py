@@ -330,7 +330,7 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> l
 
     A pattern with ``step`` follows progress: its ``percent`` group is reported each time it
     reaches a new multiple of ``step`` (the highest one in this text only), named ``name@N``,
-    or ``name[part]@N`` per value of a ``part`` group (e.g. each task of a pipeline).
+    or ``name[task]@N`` per value of a ``task`` group (e.g. each task of a pipeline).
     """
     done = set(seen)
     found: list[tuple[int, str, str, dict[str, str]]] = []
@@ -342,7 +342,7 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> l
                     bucket = int(float(match.group("percent")) // pattern.step * pattern.step)
                 except (TypeError, ValueError):
                     continue
-                part = match.groupdict().get("part") or ""
+                part = match.groupdict().get("task") or ""
                 key = f"{pattern.name}[{part}]" if part else pattern.name
                 if f"{key}@{bucket}" not in done and (part not in best or bucket > best[part][0]):
                     best[part] = (bucket, match)

@@ -93,6 +93,20 @@ echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1
 """
 
 
+def ssh_words(cache: Path) -> str:
+    """The packaged `ssh` setting as it renders, with the cache folder a test gave it."""
+    return ("ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ControlMaster=auto "
+            f"-o ControlPath={cache}/jobmon/ssh-%C -o ControlPersist=300")
+
+
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own $XDG_CACHE_HOME: ssh sockets never land in the real home."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return cache
+
+
 class FakeBin:
     def __init__(self, path: Path, log: Path) -> None:
         self.path = path

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from conftest import Cluster, Home, jobmon
+from conftest import Cluster, Home, jobmon, ssh_words
 
 
 def test_add_records_every_documented_field(home: Home, monkeypatch) -> None:
@@ -87,9 +87,9 @@ def test_status_checks_every_job_once_and_updates_the_registry(home: Home, clust
     assert again.events()[0]["detail"] == "0 of 1 completed, 1 running"
 
 
-def test_render_prints_the_exact_command(home: Home) -> None:
+def test_render_prints_the_exact_command(home: Home, cache_home: Path) -> None:
     ran = jobmon("render", "--type", "slurm", "--id", "99", "--host", "eos", *home.args())
-    assert ran.out == ("ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 eos "
+    assert ran.out == (f"{ssh_words(cache_home)} eos "
                        "'sacct -j 99 -X -n -P --format=JobID,State,ExitCode,Elapsed'\n")
     jobmon("add", "--type", "local", "--id", "31", "--file", "/tmp/x", *home.args())
     registered = jobmon("render", "--id", "31", *home.args())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Home, jobmon
+from conftest import Home, jobmon, ssh_words
 from jobmon import config, plan
 from jobmon.config import ConfigError
 from jobmon.registry import Job
@@ -47,7 +47,8 @@ def test_the_packaged_defaults_load(home: Home) -> None:
     assert cfg.files == PACKAGED_NAMES
     assert cfg.clusters == ()
     assert cfg.settings.interval == 30.0 and cfg.settings.max_parallel == 8
-    assert cfg.settings.ssh == ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15")
+    assert cfg.settings.ssh == ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15",
+                                "-o", "ControlMaster=auto", "-o", "ControlPath={cache_dir}/ssh-%C", "-o", "ControlPersist=300")
     slurm = cfg.types["slurm"]
     assert slurm.sources == ("checkers.d/slurm.yaml",)
     assert slurm.check.batch is not None and slurm.check.command is None
@@ -545,13 +546,13 @@ def test_a_cluster_overrides_a_type_and_settings_for_its_hosts_only(tmp_path: Pa
     assert settings.ssh == ("ssh", "-J", "bastion")
 
 
-def test_a_cluster_override_reaches_the_rendered_command(tmp_path: Path) -> None:
+def test_a_cluster_override_reaches_the_rendered_command(tmp_path: Path, cache_home: Path) -> None:
     path = write(tmp_path / "monitor.yaml", CLUSTERS)
     cfg = config.from_files([*PACKAGED, path])
     jobs = [Job(type="slurm", id=i, host=h) for i, h in [("1", "eos-login1"), ("2", "eos-login1"), ("3", "della")]]
     commands = {g.host: plan.command(g) for g in plan.plan(jobs, cfg)}
     assert commands["eos-login1"] == "ssh -J bastion eos-login1 'sacct -M eos -j 1,2'"
-    assert commands["della"] == ("ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 della "
+    assert commands["della"] == (f"{ssh_words(cache_home)} della "
                                  "'sacct -j 3 -X -n -P --format=JobID,State,ExitCode,Elapsed'")
 
 
@@ -824,3 +825,11 @@ def test_an_override_of_a_misspelled_type_suggests_the_real_one(home: Home, tmp_
     ran = jobmon("check", "--config", str(conf))
     assert (ran.code, ran.err) == (
         2, f"jobmon: {conf}: slrum: unknown job type 'slrum' (did you mean 'slurm'?): a new job type needs check and states\n")
+
+
+def test_a_pattern_group_may_not_shadow_a_template_name(home: Home, tmp_path: Path) -> None:
+    conf = tmp_path / "diag.yaml"
+    conf.write_text("types:\n  slurm:\n    diagnosis:\n      - {regex: 'ERR (?P<match>\\w+)', text: 'got {{ match }}'}\n")
+    ran = jobmon("check", "--config", str(conf), *home.args())
+    assert (ran.code, ran.err) == (2, f"jobmon: {conf}: slurm.diagnosis.0.regex: (?P<match>…) is a name the "
+                                      "text template already has; rename the group\n")
