@@ -391,20 +391,23 @@ def last_exception(text: str) -> str | None:
     lines = text.splitlines()
     chains: list[list[str]] = []
     linked = False
+    prefix = ""
     n = 0
     while n < len(lines):
-        stripped = lines[n].strip()
-        if stripped in _CHAINED:
+        line = lines[n]
+        stripped = (line[len(prefix):] if prefix and line.startswith(prefix) else line).strip()
+        if any(c in stripped for c in _CHAINED):
             linked = True
         elif _TRACEBACK in lines[n]:
             # Whatever stands before the header (indent, a task's log prefix) stands before
             # every line of that traceback too.
-            prefix = lines[n][: lines[n].index(_TRACEBACK)]
+            head = lines[n][: lines[n].index(_TRACEBACK)]
+            prefix = head if head.strip() else ""  # a log prefix, also before the chain's own lines
             exc = None
             m = n + 1
             while m < len(lines):
                 line = lines[m]
-                body = line[len(prefix):] if line.startswith(prefix) else line.lstrip()
+                body = line[len(head):] if line.startswith(head) else line.lstrip()
                 if body and not body[0].isspace() and not body.startswith(_TRACEBACK):
                     if _EXCEPTION.match(body.strip()):
                         exc = body.strip()

@@ -179,3 +179,53 @@ def test_diagnosis_takes_the_first_pattern_in_declared_order(tmp_path) -> None: 
     assert rules.diagnose(log, jtype.diagnosis) == "CUDA out of memory"
     assert rules.diagnose("x\nValueError: bad value\n", jtype.diagnosis) == "ValueError: bad value"
     assert rules.diagnose("all fine\n", jtype.diagnosis) is None
+
+
+CHAINED = """\
+Traceback (most recent call last):
+  File "load.py", line 3, in <module>
+    open(path)
+FileNotFoundError: [Errno 2] No such file or directory: '/ckpt/model.safetensors'
+
+The above exception was the direct cause of the following exception:
+
+Traceback (most recent call last):
+  File "hf_ptq.py", line 9, in main
+    load()
+RuntimeError: could not load the checkpoint
+"""
+
+
+def test_the_fallback_cause_is_the_innermost_exception_of_the_last_chain() -> None:
+    assert rules.last_exception(CHAINED) == (
+        "FileNotFoundError: [Errno 2] No such file or directory: '/ckpt/model.safetensors'")
+
+
+def test_an_earlier_unrelated_traceback_is_not_the_cause() -> None:
+    text = ("Traceback (most recent call last):\n  File \"a.py\", line 1\nKeyError: 'warmup'\n"
+            "recovered, training on\n"
+            "Traceback (most recent call last):\n  File \"b.py\", line 2\nValueError: loss is nan\n")
+    assert rules.last_exception(text) == "ValueError: loss is nan"
+
+
+def test_tracebacks_behind_a_task_prefix_are_read() -> None:
+    text = "".join(f"3-8B_FP8_0/0 {line}\n" for line in CHAINED.splitlines())
+    assert rules.last_exception(text).startswith("FileNotFoundError: [Errno 2]")
+
+
+def test_an_exception_without_a_message_is_kept_when_no_other_names_the_cause() -> None:
+    text = "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n    raise KeyboardInterrupt\nKeyboardInterrupt\n"
+    assert rules.last_exception(text) == "KeyboardInterrupt"
+    assert rules.last_exception("no traceback here\n") is None
+
+
+def test_the_packaged_diagnosis_order(types: config.Config) -> None:
+    slurm = types.types["slurm"]
+    log = ("NCCL WARN Call to connect returned Connection refused\n"
+           "slurmstepd: error: Detected 1 oom_kill event in StepId=12.batch. Some of your processes may have been killed\n"
+           "srun: error: node3: task 0: Out Of Memory\n")
+    assert rules.diagnose(log, slurm.diagnosis) == (
+        "Detected 1 oom_kill event in StepId=12.batch. Some of your processes may have been killed")
+    assert rules.diagnose(CHAINED + "srun: error: node3: task 0: Exited with exit code 1\n", slurm.diagnosis) == (
+        "srun: error: node3: task 0: Exited with exit code 1")
+    assert rules.diagnose(CHAINED, slurm.diagnosis).startswith("FileNotFoundError")
