@@ -307,7 +307,15 @@ def cmd_render(args: argparse.Namespace) -> int:
         if problem:
             raise Failure(problem, USAGE)
     for group in plan.plan(jobs, config):
+        if group.jtype.check.read is not None:
+            print(f"# {group.jtype.name} reads this file from where its last check stopped; it runs no command")
+            print(plan.command(group))
+            continue
         print(plan.command(group))
+        fallback = group.jtype.fallback
+        if fallback is not None:  # as a comment, so the output still runs as a script
+            for sub in plan.split(group.jtype, group.settings, group.host, list(group.jobs), fallback):
+                print(f"# for jobs the check has no row for: {plan.command(sub, fallback)}")
     return OK
 
 

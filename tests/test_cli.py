@@ -89,8 +89,12 @@ def test_status_checks_every_job_once_and_updates_the_registry(home: Home, clust
 
 def test_render_prints_the_exact_command(home: Home, cache_home: Path) -> None:
     ran = jobmon("render", "--type", "slurm", "--id", "99", "--host", "eos", *home.args())
-    assert ran.out == (f"{ssh_words(cache_home)} eos "
-                       "'sacct -j 99 -X -n -P --format=JobID,State,ExitCode,Elapsed'\n")
+    assert ran.lines() == [
+        f"{ssh_words(cache_home)} eos 'sacct -j 99 -X -n -P --format=JobID,State,ExitCode,Elapsed'",
+        f"# for jobs the check has no row for: {ssh_words(cache_home)} eos 'squeue -h -j 99 -o '\"'\"'%i|%T'\"'\"''"]
+    launcher = jobmon("render", "--type", "launcher", "--id", "e1", "--file", "/tmp/l og", *home.args())
+    assert launcher.lines() == ["# launcher reads this file from where its last check stopped; it runs no command",
+                                "/tmp/l og"]
     jobmon("add", "--type", "local", "--id", "31", "--file", "/tmp/x", *home.args())
     registered = jobmon("render", "--id", "31", *home.args())
     assert registered.code == 0 and "/proc/31/status" in registered.out and "/tmp/x" in registered.out
