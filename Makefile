@@ -19,5 +19,9 @@ run: venv
 test: venv
 	$(BIN)/python -m pytest
 
+bench: venv
+	$(BIN)/python bench/bench.py > docs/performance.new && mv docs/performance.new docs/performance.md
+	cat docs/performance.md
+
 clean:
 	rm -rf $(VENV) .pytest_cache

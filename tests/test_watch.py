@@ -52,6 +52,20 @@ def test_one_sacct_call_per_host_per_poll(home: Home, cluster: Cluster) -> None:
     assert digest["kind"] == "changes" and digest["detail"] == "6 more changes: 6 NEW -> PENDING"
 
 
+@pytest.mark.parametrize("n,hosts", [(100, 10), (50, 1), (23, 7)])
+def test_n_jobs_on_h_hosts_cost_h_commands_per_poll(home: Home, cluster: Cluster, n: int, hosts: int) -> None:
+    jobs = [Job("slurm", str(200 + i), host=f"h{i % hosts}") for i in range(n)]
+    for job in jobs:
+        cluster.set(job.id, "RUNNING")
+    add(home, *jobs)
+    watcher, _ = make_watcher(home)
+    watcher.cycle(everything=True)
+    watcher.cycle(everything=True)
+    assert len(cluster.ssh_calls()) == 2 * hosts  # two polls
+    assert len(cluster.check_calls()) == 2 * hosts
+    assert {j["last_status"] for j in home.jobs()} == {"RUNNING"}
+
+
 def test_a_job_followed_to_completion_then_moved_to_history(home: Home, cluster: Cluster) -> None:
     cluster.set("7", "PENDING")
     add(home, Job("slurm", "7", host="c", description="PTQ Qwen3-8B"))

@@ -1,0 +1,254 @@
+"""jobmon's performance, measured side by side in one run (these machines are noisy: compare
+ratios, not absolute times). Prints a markdown table; `make bench` writes it to
+docs/performance.md with a description of the machine.
+
+1. Commands and wall time per poll: jobmon (one batched sacct per host, hosts in parallel) vs
+   the per-job method it replaces (one `ssh host sacct -j ID` per job, one after another), with
+   a fake ssh that sleeps a fixed latency before answering.
+2. A real ssh round trip to the e2e cluster's sshd on 127.0.0.1 (tests/e2e/cluster/up.sh):
+   multiplexed (ControlMaster) vs a fresh connection each time. Skipped if it is not up.
+3. The watcher while idle: CPU and peak RSS over 60 s with 100 pending jobs.
+4. Start-up: `jobmon --help` and `jobmon status` (empty registry) vs `python -c pass`.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+FAKE_SSH = """#!/usr/bin/env bash
+while [ $# -gt 0 ]; do
+  case "$1" in -o|-p|-i|-J|-l|-F|-S) shift 2 ;; --) shift; break ;; -*) shift ;; *) break ;; esac
+done
+echo "$1" >> "$BENCH_LOG"
+shift
+sleep "$BENCH_LATENCY"
+exec bash -c "$*"
+"""
+
+# Every job is RUNNING: the answer's size grows with the ids asked for, as sacct's does.
+FAKE_SACCT = """#!/usr/bin/env bash
+ids=""
+while [ $# -gt 0 ]; do case "$1" in -j) ids="$2"; shift 2 ;; *) shift ;; esac; done
+IFS=, read -ra list <<< "$ids"
+for id in "${list[@]}"; do printf '%s|RUNNING|0:0|00:01:00\\n' "$id"; done
+"""
+
+
+def fake_cluster(tmp: Path, latency: float) -> dict[str, str]:
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in (("ssh", FAKE_SSH), ("sacct", FAKE_SACCT)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "BENCH_LOG": str(tmp / "calls.log"),
+            "BENCH_LATENCY": str(latency), "XDG_CACHE_HOME": str(tmp / "cache")}
+
+
+def calls(tmp: Path) -> int:
+    log = tmp / "calls.log"
+    n = len(log.read_text().splitlines()) if log.exists() else 0
+    log.unlink(missing_ok=True)
+    return n
+
+
+# ---------------------------------------------------------------- 1. per poll
+
+
+def per_poll(n: int, hosts: int, latency: float) -> dict[str, float]:
+    from jobmon import config
+    from jobmon.events import Printer
+    from jobmon.registry import Job, Registry
+    from jobmon.watch import Watcher
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        env = fake_cluster(tmp, latency)
+        jobs = [Job("slurm", str(1000 + i), host=f"cluster-{i % hosts}") for i in range(n)]
+        reg = Registry(tmp / "reg" / "active_jobs.json")
+        with reg.transaction() as entries:
+            entries.extend(jobs)
+        old = dict(os.environ)
+        os.environ.update(env)
+        try:
+            watcher = Watcher(config.load(env={}), reg, Printer(stream=io.StringIO()))
+            watcher.cycle(everything=True)  # first sighting: NEW -> RUNNING for every job
+            calls(tmp)
+            start = time.monotonic()
+            watcher.cycle(everything=True)  # a steady-state poll
+            ours = time.monotonic() - start
+            our_calls = calls(tmp)
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+        # The method jobmon replaces: one ssh per job, one after another.
+        start = time.monotonic()
+        for job in jobs:
+            subprocess.run(["ssh", "-o", "BatchMode=yes", job.host,
+                            f"sacct -j {job.id} -X -n -P --format=JobID,State,ExitCode,Elapsed"],
+                           env=env, stdout=subprocess.DEVNULL, check=True)
+        theirs = time.monotonic() - start
+        their_calls = calls(tmp)
+    return {"ours": ours, "theirs": theirs, "our_calls": our_calls, "their_calls": their_calls}
+
+
+# ---------------------------------------------------------------- 2. real sshd
+
+
+def ssh_round_trips(host: str, rounds: int) -> dict[str, float] | None:
+    probe = subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=3", host, "true"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    if probe.returncode != 0:
+        return None
+    with tempfile.TemporaryDirectory() as d:
+        mux = ["-o", "ControlMaster=auto", "-o", f"ControlPath={d}/cm-%C", "-o", "ControlPersist=60"]
+        fresh = ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+
+        def once(opts: list[str]) -> float:
+            start = time.monotonic()
+            subprocess.run(["ssh", "-o", "BatchMode=yes", *opts, host, "true"], check=True,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+            return time.monotonic() - start
+
+        once(mux)  # opens the master
+        f, m = [], []
+        for _ in range(rounds):  # interleaved, so both see the same machine
+            f.append(once(fresh))
+            m.append(once(mux))
+        subprocess.run(["ssh", *mux, "-O", "exit", host], stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    return {"fresh": statistics.median(f), "mux": statistics.median(m)}
+
+
+# ---------------------------------------------------------------- 3. idle watcher
+
+
+def idle(jobs: int, seconds: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        env = fake_cluster(tmp, 0.05)
+        (tmp / "bin" / "sacct").write_text(FAKE_SACCT.replace("RUNNING", "PENDING"))
+        root = tmp / "root"
+        reg_dir = root / ".claude" / "agents" / "bench"
+        reg_dir.mkdir(parents=True)
+        import json
+
+        (reg_dir / "active_jobs.json").write_text(json.dumps(
+            [{"type": "slurm", "id": str(5000 + i), "host": f"cluster-{i % 10}", "last_status": "PENDING"}
+             for i in range(jobs)]))
+        proc = subprocess.Popen([sys.executable, "-m", "jobmon", "watch", "--root", str(root), "--session", "bench"],
+                                env={**env, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+        tick = os.sysconf("SC_CLK_TCK")
+        time.sleep(3)  # start-up and the first poll are not "idle"
+        cpu0, t0 = _cpu(proc.pid, tick), time.monotonic()
+        time.sleep(seconds)
+        cpu1, t1 = _cpu(proc.pid, tick), time.monotonic()
+        hwm = _hwm(proc.pid)
+        proc.terminate()
+        proc.wait(timeout=30)
+    own = (cpu1[0] - cpu0[0]) / (t1 - t0) * 100
+    with_children = (cpu1[1] - cpu0[1]) / (t1 - t0) * 100
+    return {"cpu": own, "cpu_children": with_children, "rss_mb": hwm / 1024}
+
+
+def _cpu(pid: int, tick: int) -> tuple[float, float]:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    utime, stime, cutime, cstime = (int(x) / tick for x in fields[11:15])
+    return utime + stime, utime + stime + cutime + cstime
+
+
+def _hwm(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+# ---------------------------------------------------------------- 4. start-up
+
+
+def startup(rounds: int) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as d:
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        commands = {
+            "python": [sys.executable, "-c", "pass"],
+            "help": [sys.executable, "-m", "jobmon", "--help"],
+            "status": [sys.executable, "-m", "jobmon", "status", "--root", d, "--session", "bench"],
+        }
+        times: dict[str, list[float]] = {k: [] for k in commands}
+        for _ in range(rounds):  # interleaved
+            for name, argv in commands.items():
+                start = time.monotonic()
+                subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
+                times[name].append(time.monotonic() - start)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+# ---------------------------------------------------------------- report
+
+
+def machine() -> str:
+    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
+                if ln.startswith("model name")), platform.processor())
+    mem = next((int(ln.split()[1]) // 1024 // 1024 for ln in Path("/proc/meminfo").read_text().splitlines()
+                if ln.startswith("MemTotal")), 0)
+    return (f"{os.cpu_count()} cores ({cpu}), {mem} GiB, {platform.platform()}, "
+            f"Python {platform.python_version()}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--latency", type=float, default=0.2, help="the fake ssh's latency, seconds")
+    ap.add_argument("--idle-seconds", type=float, default=60)
+    ap.add_argument("--quick", action="store_true", help="fewer and smaller runs (a smoke test)")
+    ap.add_argument("--host", default="testcluster", help="the real sshd for part 2")
+    args = ap.parse_args()
+    sizes = [(10, 1), (10, 10)] if args.quick else [(10, 1), (10, 10), (100, 1), (100, 10), (500, 1), (500, 10)]
+    out = [f"Machine: {machine()}. Measured {time.strftime('%Y-%m-%d %H:%M')}.", ""]
+
+    out += ["### 1. One poll: jobmon vs one `ssh host sacct -j ID` per job, in turn",
+            f"Fake ssh latency {args.latency * 1000:.0f} ms.", "",
+            "| jobs | hosts | commands jobmon | commands per-job | wall jobmon | wall per-job | jobmon / latency | per-job / jobmon |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, h in sizes:
+        r = per_poll(n, h, args.latency)
+        out.append(f"| {n} | {h} | {r['our_calls']} | {r['their_calls']} | {r['ours']:.2f} s | {r['theirs']:.1f} s "
+                   f"| {r['ours'] / args.latency:.2f} | {r['theirs'] / r['ours']:.0f}× |")
+        print(out[-1], file=sys.stderr)
+
+    out += ["", "### 2. A real ssh round trip to sshd on 127.0.0.1", ""]
+    rt = ssh_round_trips(args.host, 5 if args.quick else 20)
+    if rt is None:
+        out.append(f"Skipped: `ssh {args.host}` does not answer (start it with tests/e2e/cluster/up.sh).")
+    else:
+        out += ["| fresh connection | multiplexed | multiplexed / fresh |", "|---:|---:|---:|",
+                f"| {rt['fresh'] * 1000:.0f} ms | {rt['mux'] * 1000:.0f} ms | {rt['mux'] / rt['fresh']:.2f} |"]
+
+    seconds = 10 if args.quick else args.idle_seconds
+    r = idle(100, seconds)
+    out += ["", f"### 3. The watcher while idle: 100 pending jobs on 10 hosts, {seconds:.0f} s", "",
+            "| CPU, watcher | CPU, with its checks | peak RSS |", "|---:|---:|---:|",
+            f"| {r['cpu']:.2f} % | {r['cpu_children']:.2f} % | {r['rss_mb']:.1f} MB |"]
+
+    s = startup(5 if args.quick else 20)
+    out += ["", "### 4. Start-up (median)", "",
+            "| `python -c pass` | `jobmon --help` | `jobmon status` (empty) | help − python | status − python |",
+            "|---:|---:|---:|---:|---:|",
+            f"| {s['python'] * 1000:.0f} ms | {s['help'] * 1000:.0f} ms | {s['status'] * 1000:.0f} ms "
+            f"| {(s['help'] - s['python']) * 1000:.0f} ms | {(s['status'] - s['python']) * 1000:.0f} ms |"]
+    print("\n".join(out))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
