@@ -31,7 +31,9 @@ while [ $# -gt 0 ]; do
 done
 host="$1"; shift
 echo "ssh $host $*" >> "${FAKE_LOG:-/dev/null}"
-if [ -n "${FAKE_SSH_EXIT:-}" ]; then echo "ssh: connect to host $host port 22: Connection refused" >&2; exit "$FAKE_SSH_EXIT"; fi
+if [ -n "${FAKE_SSH_EXIT:-}" ] || [ "$host" = "${FAKE_SSH_DOWN:-}" ]; then
+  echo "ssh: connect to host $host port 22: Connection refused" >&2; exit "${FAKE_SSH_EXIT:-255}"
+fi
 exec bash -c "$*"
 """
 

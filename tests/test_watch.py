@@ -121,6 +121,27 @@ def test_an_unreachable_host_is_not_a_failed_job(home: Home, cluster: Cluster, m
     assert [(e["kind"], e["to"]) for e in events(out)] == [("event", "RECOVERED"), ("state", "COMPLETED")]
 
 
+def test_a_failing_host_backs_off_without_slowing_the_others(
+        home: Home, cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as clock
+
+    from jobmon.watch import BACKOFF_CAP
+
+    monkeypatch.setenv("FAKE_SSH_DOWN", "bad")
+    cluster.set("60", "RUNNING")
+    cluster.set("61", "RUNNING")
+    add(home, Job("slurm", "60", host="good"), Job("slurm", "61", host="bad"))
+    watcher, _ = make_watcher(home)
+    watcher.interval = 30
+    waits = []
+    for _ in range(7):
+        watcher.cycle(everything=True)
+        now = clock.monotonic()
+        waits.append((round(watcher._due[("slurm", "good")] - now), round(watcher._due[("slurm", "bad")] - now)))
+    assert [good for good, _ in waits] == [30] * 7
+    assert [bad for _, bad in waits] == [30, 60, 120, 240, 480, BACKOFF_CAP, BACKOFF_CAP]
+
+
 def test_sacct_erroring_keeps_the_last_state(home: Home, cluster: Cluster, monkeypatch: pytest.MonkeyPatch) -> None:
     cluster.set("10", "RUNNING")
     add(home, Job("slurm", "10", host="c"))
