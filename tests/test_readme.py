@@ -39,5 +39,5 @@ def test_the_cluster_override_example_loads_and_applies(home: Home, tmp_path: Pa
     conf = tmp_path / "monitor.yaml"
     conf.write_text(yaml_block("clusters:"))
     ran = jobmon("render", "--type", "slurm", "--id", "1", "--host", "eos-login2", "--config", str(conf), *home.args())
-    assert ran.out == ("ssh -o BatchMode=yes -J bastion.example.com eos-login2 "
-                       "'sacct -M eos -j 1 -X -n -P --format=JobID,State,ExitCode,Elapsed'\n")
+    assert ran.lines()[0] == ("ssh -o BatchMode=yes -J bastion.example.com eos-login2 "
+                              "'sacct -M eos -j 1 -X -n -P --format=JobID,State,ExitCode,Elapsed'")
