@@ -86,11 +86,10 @@ def parse_json(output: str, jtype: JobType, ids: Iterable[str], probe: Probe | N
         groups = {name: _text(_first(item, path)) for name, path in spec.fields.items()}
         groups["state"] = str(state)
         row = Row(normalize(str(state), jtype), groups)
-        for key in spec.id:
-            value = _first(item, key)
-            if value is not None and str(value) in wanted:
-                found.setdefault(str(value), []).append(row)
-                break
+        # A row belongs to each registered job it names: an invocation and one of its jobs alike.
+        for job_id in dict.fromkeys(str(v) for v in (_first(item, key) for key in spec.id) if v is not None):
+            if job_id in wanted:
+                found.setdefault(job_id, []).append(row)
     return {job_id: combine(rows, jtype) for job_id, rows in found.items()}
 
 

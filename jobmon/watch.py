@@ -139,6 +139,14 @@ class Watcher:
             match = probe.fail_if.search(text + "\n" + rules.clean(result.stderr))
             if match:
                 why = f"check says: {one_line(rules._line_at(match.string, match.start()))[:200]}"
+        if why is not None and result.ok and group.batched and len(group.jobs) > 1:
+            # The output says something failed, not for which job (nel's stderr names a host, not
+            # an invocation): ask about each job alone, so one bad cluster does not hide the rest.
+            logger.info("check of {} on {} says it failed; asking job by job", jtype.name, group.host or "localhost")
+            observations: dict[tuple[str, str, str], rules.Observation] = {}
+            for job in group.jobs:
+                observations.update(self._ask(group._replace(jobs=(job,)), probe))
+            return observations
         rows: dict[str, rules.Row] = {}
         if why is None:
             try:
