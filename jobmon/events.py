@@ -47,6 +47,11 @@ class Event:
         return out
 
 
+def display_name(name: str) -> str:
+    """A key event's name without the task and step it is kept under ("calibration[t0]@50")."""
+    return _STEP.sub("", name)
+
+
 def one_line(text: str) -> str:
     return _CONTROL.sub(" ", text).strip()
 
@@ -54,6 +59,17 @@ def one_line(text: str) -> str:
 def clip(text: str, limit: int) -> str:
     text = one_line(text)
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
+
+
+def clip_middle(text: str, limit: int) -> str:
+    """Shorten from the middle: a detail's start (the cause) and end ("(log: /path)") both stay."""
+    text = one_line(text)
+    if len(text) <= limit:
+        return text
+    if limit < 20:
+        return clip(text, limit)
+    tail = min(len(text) // 3, limit // 2)
+    return text[: limit - tail - 1] + "…" + text[len(text) - tail:]
 
 
 def format_text(event: Event, max_line: int = 400) -> str:
@@ -66,13 +82,13 @@ def format_text(event: Event, max_line: int = 400) -> str:
         head += f' "{clip(event.description, 60)}"'
     if event.kind == "state":
         body = f"{event.before or 'NEW'} -> {event.after}"
-    else:  # a key event's name, without the part and step it is kept under ("calibration[t0]@50")
-        body = _STEP.sub("", event.after or "")
+    else:
+        body = display_name(event.after or "")
     tail = " [replayed after a restart]" if event.replayed else ""
     line = f"{head}: {body}"
     if event.detail:
         room = max_line - len(line) - len(tail) - 3
-        return f"{line} ({clip(event.detail, room)}){tail}" if room > 10 else clip(line + tail, max_line)
+        return f"{line} ({clip_middle(event.detail, room)}){tail}" if room > 10 else clip(line + tail, max_line)
     return clip(line + tail, max_line)
 
 
@@ -84,6 +100,9 @@ def format_json(event: Event, max_line: int = 400) -> str:
     line = json.dumps(data, ensure_ascii=False)
     # Shrink the free-text fields until the line fits: the description first (to a readable
     # size), then the detail, then the rest.
+    if len(line) > max_line and "counts" in data:  # the detail says the same in words
+        del data["counts"]
+        line = json.dumps(data, ensure_ascii=False)
     if len(line) > max_line:
         data["description"] = clip(data["description"], 80)
         line = json.dumps(data, ensure_ascii=False)
@@ -92,7 +111,8 @@ def format_json(event: Event, max_line: int = 400) -> str:
             break
         excess = len(line) - max_line
         value = data[key]
-        data[key] = clip(value, max(len(value) - excess - 8, 0))
+        cut = clip_middle if key == "detail" else clip
+        data[key] = cut(value, max(len(value) - excess - 8, 0))
         line = json.dumps(data, ensure_ascii=False)
     return line
 

@@ -20,7 +20,7 @@ from loguru import logger
 from jobmon import plan as planner
 from jobmon import logfile, rules, run, template
 from jobmon.config import Config, JobType
-from jobmon.events import Event, Printer, clip, one_line
+from jobmon.events import Event, Printer, clip, display_name, one_line
 from jobmon.registry import Invalid, Job, Registry
 from jobmon.report import summarize
 
@@ -306,20 +306,23 @@ class Watcher:
     # ------------------------------------------------------------ output
 
     def _emit(self, changes: list[Event], finals: list[Event]) -> None:
-        """One line per change; past ``aggregate_after`` lines, one digest line instead."""
+        """One line per event while few jobs changed in a cycle. When more than
+        ``aggregate_after`` jobs did, failures keep their own lines (that many at most) and
+        everything else becomes one digest line, so a flood is one notification."""
         limit = self.config.settings.aggregate_after
         everything = changes + finals
-        if len(everything) <= limit:
+        if len({(e.type, e.id, e.host) for e in everything}) <= limit:
             for event in everything:
                 self.printer.emit(event)
             return
-        failures = [e for e in finals if e.outcome == "failure"]
-        for event in failures[:limit]:
+        failures = [e for e in finals if e.outcome == "failure"][:limit]
+        for event in failures:
             self.printer.emit(event)
-        rest = [e for e in everything if e not in failures[:limit]]
+        rest = [e for e in everything if e not in failures]
         moves: dict[str, int] = {}
         for e in rest:
-            moves[f"{e.before or 'NEW'} -> {e.after}"] = moves.get(f"{e.before or 'NEW'} -> {e.after}", 0) + 1
+            move = f"{e.before or 'NEW'} -> {e.after}" if e.kind == "state" else display_name(e.after or "")
+            moves[move] = moves.get(move, 0) + 1
         text = ", ".join(f"{n} {m}" for m, n in sorted(moves.items(), key=lambda kv: -kv[1]))
         self.printer.emit(Event(kind="changes", detail=f"{len(rest)} more changes: {text}", counts=moves))
 
@@ -334,13 +337,13 @@ class Watcher:
             if isinstance(entry, Invalid):
                 problem = f"{self.registry.path}: {entry.reason}; left as it is"
             elif entry.type not in self.config.types:
-                problem = f"{self.registry.path}: job {entry.id}: unknown job type '{entry.type}'; left as it is"
+                problem = f"job {clip(entry.id, 24)}: unknown job type '{entry.type}'; left as it is in {self.registry.path}"
             else:
                 jtype, _ = self.config.resolve(entry.type, entry.host)
                 reason = jtype.problem({k: str(v) for k, v in entry.values().items() if k in jtype.fields or k in ("host", "user")})
                 if reason is None:
                     continue
-                problem = f"{self.registry.path}: job {clip(entry.id, 24)}: {reason}; not watched"
+                problem = f"job {clip(entry.id, 24)}: {reason}; not watched, left as it is in {self.registry.path}"
             if isinstance(entry, Job):
                 bad.add(entry.key)
             if problem not in self._reported:
