@@ -112,6 +112,7 @@ class Pattern:
     traceback: bool = False  # diagnosis: the cause named by the last Python traceback
     path: str = ""  # metrics: values at this path of YAML/JSON output, instead of regex matches
     summary: bool = True  # metrics: also shown in the summary line (scores are; MaxRSS is not)
+    each: bool = False  # events: said once per value of the regex's first group, not once in all
 
 
 @dataclass(frozen=True)
@@ -511,7 +512,7 @@ def _patterns(raw: list[Mapping[str, Any]], key: str, where: _Where) -> tuple[Pa
     out: list[Pattern] = []
     for i, item in enumerate(raw):
         at = (key, str(i))
-        owner = {"step": "events", "traceback": "diagnosis", "path": "metrics", "summary": "metrics"}
+        owner = {"step": "events", "each": "events", "traceback": "diagnosis", "path": "metrics", "summary": "metrics"}
         for option, only in owner.items():
             if option in item and only != key:
                 raise where.error(at + (option,), f"only for {only}")
@@ -530,8 +531,10 @@ def _patterns(raw: list[Mapping[str, Any]], key: str, where: _Where) -> tuple[Pa
         text = _template(item.get("text"), names, where, at + ("text",), shell=False)
         if item.get("step", 1) <= 0:
             raise where.error(at + ("step",), "must be greater than 0")
+        if item.get("each") and not regex.groups:
+            raise where.error(at + ("each",), "needs a group in the regex: its value tells one occurrence from another")
         out.append(Pattern(name, regex, text, float(item.get("step", 0)), bool(item.get("traceback")),
-                           item.get("path", ""), bool(item.get("summary", True))))
+                           item.get("path", ""), bool(item.get("summary", True)), bool(item.get("each"))))
     return tuple(out)
 
 
@@ -637,8 +640,8 @@ def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Wh
             if d[outcome] not in states["success" if outcome == "success" else "failure"]:
                 raise where.error(("delegate", outcome), f"{d[outcome]!r} is not under states.{outcome}")
         delegate = Delegate(
-            d["type"], _template(d["id"], job_vars | captured, where, ("delegate", "id"), shell=False),
-            _template(d.get("host", "{{ host }}"), job_vars | captured, where, ("delegate", "host"), shell=False),
+            d["type"], _template(d["id"], job_vars | captured | {"open_part"}, where, ("delegate", "id"), shell=False),
+            _template(d.get("host", "{{ host }}"), job_vars | captured | {"open_part"}, where, ("delegate", "host"), shell=False),
             float(d.get("after", 600)), d["success"], d["failure"])
     discover = None
     if body.get("discover"):

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import IO, Any, Mapping
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
-_STEP = re.compile(r"\[[^\]]*\](?=@\d+$)|@\d+$")
+_STEP = re.compile(r"\[[^\]]*\](?=@\d+$|$)|@\d+$")
 
 
 @dataclass(frozen=True)

@@ -349,6 +349,13 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> l
                 key = f"{pattern.name}[{part}]" if part else pattern.name
                 found.append((match.start(), f"{key}@{bucket}", _say(pattern, match, text), _groups(match)))
             continue
+        if pattern.each:  # once per distinct value, e.g. each Slurm job a pipeline launches
+            for match in pattern.regex.finditer(text):
+                key = f"{pattern.name}[{(match.group(1) or '').strip()}]"
+                if key not in done:
+                    done.add(key)
+                    found.append((match.start(), key, _say(pattern, match, text), _groups(match)))
+            continue
         if pattern.name in done:
             continue
         match = pattern.regex.search(text)

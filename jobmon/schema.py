@@ -89,7 +89,7 @@ FIELD = {"required": BOOL, "pattern": STR, "help": STR, "default": STR}
 
 # A named pattern: key events (with `step` for progress), diagnosis (`traceback: true` for the
 # last Python traceback), metrics (`path` into YAML/JSON output instead of `regex`).
-PATTERN = {"name": STR, "regex": STR, "text": STR, "step": NUM, "traceback": BOOL, "path": STR,
+PATTERN = {"name": STR, "regex": STR, "text": STR, "step": NUM, "each": BOOL, "traceback": BOOL, "path": STR,
            "summary": BOOL}
 
 PROBE = {

@@ -86,7 +86,10 @@ class Watcher:
             since = job.book.grew_at or job.book.missing_since
             if since is None or (now - datetime.strptime(since, rules.TIME_FORMAT)).total_seconds() < d.after:
                 continue
-            values = {**_blank(jtype), **planner.job_values(job, jtype), **(job.book.captured or {})}
+            open_parts = [p for p, state in (job.book.parts or {}).items()
+                          if p and jtype.category(state) not in ("success", "failure")]
+            values = {**_blank(jtype), **planner.job_values(job, jtype), **(job.book.captured or {}),
+                      "open_part": open_parts[-1] if open_parts else ""}
             other_id, other_host = d.id.render(values).strip(), d.host.render(values).strip()
             if not other_id:
                 continue  # the log never named the job to ask about
@@ -172,8 +175,10 @@ class Watcher:
         except logfile.Unreadable as exc:
             return rules.Observation(None, str(exc))
         if chunk.skipped:
-            logger.warning("{}: {} bytes arrived at once; read the last {}", path, chunk.skipped, chunk.offset)
+            logger.warning("{}: {} bytes arrived at once; read only the last {}", path, chunk.skipped,
+                           self.config.settings.max_read)
         text = rules.clean(chunk.text)
+        # A log that shrank was written anew (a relaunch with `>`): its parts start over.
         row, parts = rules.parse_log(text, jtype, {} if chunk.restarted else (job.book.parts or {}))
         return rules.Observation(row, text=text, offset=chunk.offset, grew=chunk.grew, parts=parts)
 
@@ -249,23 +254,32 @@ class Watcher:
             return list(pool.map(lambda c: self._outcome(*c, now), claimed))
 
     def _outcome(self, job: Job, jtype: JobType, change: rules.Change, now: datetime) -> Outcome:
-        action = jtype.on_complete if change.outcome == "success" else jtype.on_failure
+        acting, acting_type = job, jtype
+        if change.groups.get("delegate_type") in self.config.types:
+            # The other type gave the verdict: its actions know where that job's output is.
+            acting = Job(change.groups["delegate_type"], change.groups["delegate_id"],
+                         host=change.groups.get("delegate_host", ""), user=job.user)
+            acting_type, _ = self.config.resolve(acting.type, acting.host)
+        action = acting_type.on_complete if change.outcome == "success" else acting_type.on_failure
         output, distilled, found = "", "", []
         if action is not None:
-            _, settings = self.config.resolve(job.type, job.host)
-            values = {**_result_values(job, jtype, change), **planner.common_values(settings, jtype)}
+            _, settings = self.config.resolve(acting.type, acting.host)
+            other = rules.Change(change.kind, change.before, change.groups.get("delegate_state", change.after),
+                                 change.terminal, change.outcome, change.groups)
+            values = {**_result_values(acting, acting_type, other if acting is not job else change),
+                      **planner.common_values(settings, acting_type)}
             command = template.render(action, values)
-            result = run.run(command, jtype.action_timeout)
+            result = run.run(command, acting_type.action_timeout)
             full = rules.clean(result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))
             output = full[-ACTION_TAIL:]
             if result.ok or result.stdout.strip():
                 if change.outcome == "failure":  # the cause short enough to leave room for the log's path
-                    distilled = clip(rules.diagnose(full, jtype.diagnosis) or distill(rules.clean(result.stdout)), CAUSE_LIMIT)
-                    where = rules.log_path(full, jtype.log)
+                    distilled = clip(rules.diagnose(full, acting_type.diagnosis) or distill(rules.clean(result.stdout)), CAUSE_LIMIT)
+                    where = rules.log_path(full, acting_type.log)
                     distilled += f" (log: {where})" if where else ""
                 else:
-                    found = rules.metrics(rules.clean(result.stdout), jtype.metrics)
-                    distilled = ", ".join(t for t, _ in found) if jtype.metrics else distill(rules.clean(result.stdout))
+                    found = rules.metrics(rules.clean(result.stdout), acting_type.metrics)
+                    distilled = ", ".join(t for t, _ in found) if acting_type.metrics else distill(rules.clean(result.stdout))
             else:
                 which = "on_complete" if change.outcome == "success" else "on_failure"
                 distilled = f"{which} failed: {result.why()}"
@@ -422,7 +436,9 @@ def _delegated(own: rules.Observation, other: rules.Observation, asked: Job, jty
     if category not in ("success", "failure"):
         return own
     state = jtype.delegate.success if category == "success" else jtype.delegate.failure
-    groups = {**other.row.groups, "delegate": f"{asked.type} {asked.label} says {other.row.state}"}
+    groups = {**other.row.groups, "delegate": f"{asked.type} {asked.label} says {other.row.state}",
+              "delegate_type": asked.type, "delegate_id": asked.id, "delegate_host": asked.host,
+              "delegate_state": other.row.state}
     return own._replace(row=rules.Row(state, groups), error=None)
 
 

@@ -99,7 +99,7 @@ SUCCESS_IN_7 = [
     (1, "state", None, "STARTING", ""),
     (2, "event", "STARTING", "experiment", "cicd_1795922583001207361"),
     # slice 3 ends inside the wrapped URL line: nothing yet
-    (4, "event", "STARTING", "slurm-job", "4817233"),
+    (4, "event", "STARTING", "slurm-job[4817233]", "4817233"),
     (4, "event", "STARTING", "container-import", IMAGE),
     (4, "event", "STARTING", "container-ready", IMAGE),
     (4, "state", "STARTING", "LAUNCHED", "slurm job 4817233"),
@@ -154,7 +154,7 @@ def test_slices_ending_inside_the_wrapped_launched_app_line(home: Home, tmp_path
     assert got == [
         (1, "event", None, "experiment", "cicd_1795922583001207361"),  # key events first, then the state
         (1, "state", None, "STARTING", ""),
-        (6, "event", "STARTING", "slurm-job", "4817233"),
+        (6, "event", "STARTING", "slurm-job[4817233]", "4817233"),
         (6, "state", "STARTING", "LAUNCHED", "slurm job 4817233"),
         (7, "event", "LAUNCHED", "container-import", IMAGE),
         (7, "event", "LAUNCHED", "container-ready", IMAGE),
@@ -186,7 +186,7 @@ def test_failed_oom_log_names_the_cuda_oom_not_the_wrapper(home: Home, tmp_path:
     assert got[:-1] == [
         (1, "state", None, "STARTING", ""),
         (2, "event", "STARTING", "experiment", "cicd_1795922512156067114"),
-        (3, "event", "STARTING", "slurm-job", "4817305"),
+        (3, "event", "STARTING", "slurm-job[4817305]", "4817305"),
         (3, "state", "STARTING", "LAUNCHED", "slurm job 4817305"),
         (4, "event", "LAUNCHED", "container-import", IMAGE),
         (4, "event", "LAUNCHED", "container-ready", IMAGE),
@@ -230,7 +230,7 @@ def test_failed_pyxis_log_is_the_disk_quota(home: Home, tmp_path: Path) -> None:
     assert feed(watcher, out, log, data, slices(data, 7)) == [
         (1, "state", None, "STARTING", ""),
         (3, "event", "STARTING", "experiment", "cicd_1795922373524679867"),
-        (4, "event", "STARTING", "slurm-job", "4817412"),
+        (4, "event", "STARTING", "slurm-job[4817412]", "4817412"),
         (4, "state", "STARTING", "LAUNCHED", "slurm job 4817412"),
         (5, "event", "LAUNCHED", "container-import", IMAGE),  # and never container-ready
         (6, "state", "LAUNCHED", "FAILED", f"slurm job 4817412; disk full or over quota: Disk quota exceeded (log: {log})"),
@@ -245,7 +245,7 @@ def test_timeout_log_is_the_time_limit(home: Home, tmp_path: Path) -> None:
     assert feed(watcher, out, log, data, slices(data, 7)) == [
         (1, "state", None, "STARTING", ""),
         (2, "event", "STARTING", "experiment", "cicd_1795922533183558314"),
-        (3, "event", "STARTING", "slurm-job", "4817520"),
+        (3, "event", "STARTING", "slurm-job[4817520]", "4817520"),
         (3, "state", "STARTING", "LAUNCHED", "slurm job 4817520"),
         (4, "event", "LAUNCHED", "container-import", IMAGE),
         (4, "event", "LAUNCHED", "container-ready", IMAGE),
@@ -284,7 +284,8 @@ def test_wrapped_launch_is_done_only_when_both_slurm_jobs_are(home: Home, tmp_pa
     got = feed(watcher, out, log, data, [after(data, b"slurm_tunnel", 2), first_done])
     assert got == [
         (1, "event", None, "experiment", "cicd_1795922620486590175"),
-        (1, "event", None, "slurm-job", "4817602"),  # said once: the second job is never an event
+        (1, "event", None, "slurm-job[4817602]", "4817602"),  # each Slurm job of the pipeline is said
+        (1, "event", None, "slurm-job[4817603]", "4817603"),
         (1, "state", None, "LAUNCHED", "slurm job 4817603"),
         (2, "event", "LAUNCHED", "calibration[P8_NVFP4_0/0]@100", "100% of P8_NVFP4_0/0"),
         (2, "event", "LAUNCHED", "export", "/scratchspace/exported_model_fp8"),
@@ -310,7 +311,7 @@ def test_no_final_line_stays_launched_then_slurm_is_asked(home: Home, cluster: C
     assert got == [
         (1, "state", None, "STARTING", ""),
         (3, "event", "STARTING", "experiment", "cicd_1795922549016267773"),
-        (5, "event", "STARTING", "slurm-job", "4817561"),
+        (5, "event", "STARTING", "slurm-job[4817561]", "4817561"),
         (5, "state", "STARTING", "LAUNCHED", "slurm job 4817561"),
         (6, "event", "LAUNCHED", "container-import", IMAGE),
         (6, "event", "LAUNCHED", "container-ready", IMAGE),
@@ -338,7 +339,7 @@ def test_no_final_line_stays_launched_then_slurm_is_asked(home: Home, cluster: C
     (final,) = events(out)
     assert (final["kind"], final["from"], final["to"], final["terminal"], final["outcome"]) == (
         "state", "LAUNCHED", "SUCCEEDED", True, "success")
-    assert final["detail"] == f"slurm 4817561@{HOST} says COMPLETED"
+    assert final["detail"] == f"slurm 4817561@{HOST} says COMPLETED; MaxRSS 0"
     assert home.jobs() == [] and home.history()[0]["last_status"] == "SUCCEEDED"
 
 
@@ -350,20 +351,21 @@ def test_no_final_line_and_slurm_says_failed(home: Home, cluster: Cluster, tmp_p
     watcher.cycle(everything=True)
     events(out)
     cluster.set("4817561", "TIMEOUT", "0:0", "00:30:00")
+    slurm_out = cluster.output("4817561", "slurmstepd: error: *** JOB 4817561 ON gpu-a017 CANCELLED AT "
+                                          "2026-11-29T03:52:25 DUE TO TIME LIMIT ***\n")
     age_the_log(home, 700)
     watcher.cycle(everything=True)
     (final,) = events(out)
     assert (final["to"], final["outcome"]) == ("FAILED", "failure")
-    # no known cause in the log (the launcher died first): its last line is said instead
-    assert final["detail"] == (f"slurm 4817561@{HOST} says TIMEOUT; 3-8B_FP8_0/0  59%|█████▉    | 38/64 "
-                               f"[00:42<00:29,  1.13s/it] (log: {log})")
+    # SLURM gave the verdict, so the slurm type's on_failure reads that job's own output
+    # (the 400-character line shortens the middle of a long detail: history keeps all of it)
+    assert final["detail"].startswith(f"slurm 4817561@{HOST} says TIMEOUT; JOB 4817561 ON gpu-a017 CANCELLED AT "
+                                      f"2026-11-29T03:52:25 DUE TO TIME LIMIT (l")
+    assert final["detail"].endswith(f"{slurm_out.name})")
+    assert home.history()[0]["detail"] == (f"slurm 4817561@{HOST} says TIMEOUT; JOB 4817561 ON gpu-a017 CANCELLED "
+                                           f"AT 2026-11-29T03:52:25 DUE TO TIME LIMIT (log: {slurm_out})")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the slurm-job key event is said (and its group captured) once per job, so "
-    "`captured.slurm_job` stays the FIRST Launched app (4817602); when a two-job log goes quiet "
-    "the delegate asks SLURM about 4817602, which already finished, instead of 4817603, and the "
-    "launcher job ends SUCCEEDED while 4817603 is still running"))
 def test_a_quiet_two_job_log_asks_slurm_about_the_job_still_running(home: Home, cluster: Cluster,
                                                                      tmp_path: Path) -> None:
     log = tmp_path / "launcher.log"
@@ -408,7 +410,7 @@ def test_a_rotated_log_that_shrank_is_read_again_from_the_start(home: Home, tmp_
     watcher, out = make_watcher(home)
     first = after(success, b"Quantized model exported")
     got = feed(watcher, out, log, success, [after(success, b"slurm_tunnel"), first])
-    assert [e[3] for e in got] == ["experiment", "slurm-job", "LAUNCHED", "container-import", "container-ready",
+    assert [e[3] for e in got] == ["experiment", "slurm-job[4817233]", "LAUNCHED", "container-import", "container-ready",
                                    "calibration[3-8B_FP8_0/0]@100", "export"]
     assert book(home)["offset"] == first
     # a new run writes a new, shorter log in its place: its final line lies before the old offset
@@ -416,7 +418,8 @@ def test_a_rotated_log_that_shrank_is_read_again_from_the_start(home: Home, tmp_
     log.write_bytes(pyxis)
     watcher.cycle(everything=True)
     got = [(e["kind"], e["from"], e["to"], e["detail"]) for e in events(out)]
-    assert got == [("state", "LAUNCHED", "FAILED",
+    assert got == [("event", "LAUNCHED", "slurm-job[4817412]", "4817412"),  # the new run's Slurm job
+                   ("state", "LAUNCHED", "FAILED",
                     f"slurm job 4817412; disk full or over quota: Disk quota exceeded (log: {log})")]
     (record,) = home.history()
     assert record["last_status"] == "FAILED"
@@ -481,9 +484,6 @@ def test_twenty_megabytes_at_once_cost_one_bounded_read(home: Home, tmp_path: Pa
     assert got == [("state", "STARTING", "SUCCEEDED", "slurm job 4817233")]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "watch._read logs 'read the last {chunk.offset}': the file offset where the read ended (the "
-    "file's size), not the max_read bytes it read"))
 def test_the_skip_warning_says_how_much_was_read(home: Home, tmp_path: Path) -> None:
     from loguru import logger
 
@@ -500,4 +500,4 @@ def test_the_skip_warning_says_how_much_was_read(home: Home, tmp_path: Path) -> 
     finally:
         logger.remove(sink)
     size = log.stat().st_size
-    assert said == [f"{log}: {size - 65536} bytes arrived at once; read the last 65536"]
+    assert said == [f"{log}: {size - 65536} bytes arrived at once; read only the last 65536"]
