@@ -33,6 +33,7 @@ class Observation(NamedTuple):
     offset: int | None = None  # a read check: where the next read starts
     grew: bool = False  # a read check: the file had new text
     parts: Mapping[str, str] | None = None  # a read check: the states of the job's parts so far
+    note: str | None = None  # why there is no row (e.g. "/x.log: no such file"), said if it ends LOST
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -287,7 +288,7 @@ def advance(
         since = book.missing_since or now.strftime(TIME_FORMAT)
         waited = (now - datetime.strptime(since, TIME_FORMAT)).total_seconds()
         if waited >= lost_after:
-            why = f"not seen by any check for {_duration(waited)}"
+            why = f"{obs.note or 'not seen by any check'} for {_duration(waited)}"
             changes.append(Change("state", status, LOST, True, "failure", {}, why))
             return Step(LOST, book._replace(missing_since=since), tuple(changes))
         return Step(status, book._replace(missing_since=since), tuple(changes))

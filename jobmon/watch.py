@@ -170,8 +170,8 @@ class Watcher:
         """A check that reads the job's file from where the last one stopped: no process at all."""
         try:
             chunk = logfile.read_new(path, job.book.offset, self.config.settings.max_read)
-        except logfile.Missing:
-            return rules.Observation(None)  # not there yet: "not yet", LOST after the grace period
+        except logfile.Missing as exc:  # not there (yet): "not yet", LOST after the grace period
+            return rules.Observation(None, note=str(exc))
         except logfile.Unreadable as exc:
             return rules.Observation(None, str(exc))
         if chunk.skipped:

@@ -199,3 +199,42 @@ def test_hostile_values_never_run_and_every_refusal_is_one_line(data, cluster: C
         for job in json.loads(registry.read_text()):
             if job["type"] == "probe":  # what the far side printed is the value itself
                 assert job["last_status"] == "RUNNING"
+
+
+# ---------------------------------------------------------------- bad input files
+
+
+def test_bad_launcher_files_are_one_line_each_and_the_others_keep_being_watched(
+        home: Home, cluster: Cluster, tmp_path: Path) -> None:
+    import io
+
+    from jobmon import config
+    from jobmon.events import Printer
+    from jobmon.registry import Job, Registry
+    from jobmon.watch import Watcher
+
+    binary = tmp_path / "binary.log"
+    binary.write_bytes(bytes(range(256)) * 64 + b"\n\xff\xfe Job 77 finished: SUCCEEDED\n")
+    folder = tmp_path / "a-folder.log"
+    folder.mkdir()
+    missing = tmp_path / "never-written.log"
+    cluster.set("80", "RUNNING")
+    jobs = [Job("launcher", "bin", fields={"file": str(binary)}), Job("launcher", "dir", fields={"file": str(folder)}),
+            Job("launcher", "gone", fields={"file": str(missing)}), Job("slurm", "80", host="c")]
+    with Registry(home.registry).transaction() as entries:
+        entries.extend(jobs)
+    out = io.StringIO()
+    conf = tmp_path / "quick.yaml"
+    conf.write_text("settings: {unreachable_after: 1, lost_after: 0.001}\n")
+    watcher = Watcher(config.load(cli_config=str(conf), env={}), Registry(home.registry), Printer(as_json=True, stream=out))
+    before = {p: p.read_bytes() for p in (binary,)}
+    watcher.cycle(everything=True)
+    watcher.cycle(everything=True)
+    got = {(e["id"], e["to"]): e["detail"] for e in map(json.loads, out.getvalue().splitlines())}
+    assert got[("bin", "SUCCEEDED")] == "slurm job 77"  # binary noise around a real final line
+    assert got[("dir", "UNREACHABLE")] == f"{folder}: not a regular file"
+    assert ("gone", "LOST") in got
+    lost = next(r for r in Registry(home.registry).history() if r["id"] == "gone")
+    assert lost["detail"].startswith(f"{missing}: no such file for 0:00:0")
+    assert ("80", "RUNNING") in got  # the others keep being watched
+    assert {p: p.read_bytes() for p in (binary,)} == before  # read, never written
