@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test venv bench clean
+.PHONY: run test venv bench stress clean
 
 $(BIN)/jobmon: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: venv
 bench: venv
 	$(BIN)/python bench/bench.py > docs/performance.new && mv docs/performance.new docs/performance.md
 	cat docs/performance.md
+
+stress: venv
+	$(BIN)/python bench/stress.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

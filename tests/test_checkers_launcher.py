@@ -501,3 +501,11 @@ def test_the_skip_warning_says_how_much_was_read(home: Home, tmp_path: Path) -> 
         logger.remove(sink)
     size = log.stat().st_size
     assert said == [f"{log}: {size - 65536} bytes arrived at once; read only the last 65536"]
+
+
+def test_a_final_line_that_runs_into_a_task_line_is_still_read() -> None:
+    from jobmon import rules
+
+    launcher = config.load(env={}).types["launcher"]
+    row, parts = rules.parse_log("3-8B_FP8_0/0 calibrating batch of 16 samJob 9 finished: SUCCEEDED\n", launcher, {})
+    assert (row.state, parts) == ("SUCCEEDED", {"9": "SUCCEEDED"})
