@@ -235,3 +235,36 @@ def jobmon(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -
         timeout=timeout, env=env, stdin=subprocess.DEVNULL,
     )
     return Ran(proc.returncode, proc.stdout, proc.stderr)
+
+
+# ---------------------------------------------------------------- a watcher in-process
+
+
+def make_watcher(home: Home, cfg: Any = None, *, as_json: bool = True) -> tuple[Any, Any]:
+    """A Watcher over the home's registry, printing into a buffer that ``events`` drains."""
+    import io
+
+    from jobmon import config
+    from jobmon.events import Printer
+    from jobmon.registry import Registry
+    from jobmon.watch import Watcher
+
+    out = io.StringIO()
+    cfg = cfg or config.load(env={})
+    return Watcher(cfg, Registry(home.registry), Printer(as_json=as_json, stream=out), interval=0.01), out
+
+
+def events(out: Any) -> list[dict[str, Any]]:
+    """The JSON events printed since the last call."""
+    lines = out.getvalue().splitlines()
+    out.seek(0)
+    out.truncate()
+    return [json.loads(ln) for ln in lines]
+
+
+def add(home: Home, *jobs: Any) -> None:
+    """Put jobs straight into the registry, as an agent writing it would."""
+    from jobmon.registry import Registry
+
+    with Registry(home.registry).transaction() as entries:
+        entries.extend(jobs)

@@ -9,17 +9,14 @@ ends.
 from __future__ import annotations
 
 import io
-import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pytest
 
 from jobmon import config, rules
-from jobmon.events import Printer
 from jobmon.registry import Job, Registry
 from jobmon.watch import Watcher
-from conftest import FIXTURES, Cluster, Home
+from conftest import Cluster, FIXTURES, Home, add, events, make_watcher
 
 LOGS = FIXTURES / "launcher"
 HOST = "login01"
@@ -29,22 +26,10 @@ OOM = ("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 4.64 GiB. 
 IMAGE = "nvcr.io/nvidia/tensorrt-llm/release:1.3.0rc8"
 
 
-def make_watcher(home: Home, cfg: config.Config | None = None, *, as_json: bool = True) -> tuple[Watcher, io.StringIO]:
-    out = io.StringIO()
-    cfg = cfg or config.load(env={})
-    return Watcher(cfg, Registry(home.registry), Printer(as_json=as_json, stream=out), interval=0.01), out
 
 
-def events(out: io.StringIO) -> list[dict]:
-    lines = out.getvalue().splitlines()
-    out.seek(0)
-    out.truncate()
-    return [json.loads(ln) for ln in lines]
 
 
-def add(home: Home, *jobs: Job) -> None:
-    with Registry(home.registry).transaction() as entries:
-        entries.extend(jobs)
 
 
 def launcher_job(log: Path, job_id: str = "run1") -> Job:

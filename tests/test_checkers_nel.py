@@ -7,17 +7,14 @@ run exactly as in production.
 """
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 
 import pytest
 
 from jobmon import config, rules
-from jobmon.events import Printer
-from jobmon.registry import Job, Registry
-from jobmon.watch import Watcher
-from conftest import FIXTURES, FakeBin, Home, jobmon
+from jobmon.registry import Job
+from conftest import FIXTURES, FakeBin, Home, add, events, jobmon, make_watcher
 
 NEL = FIXTURES / "nel"
 
@@ -112,22 +109,10 @@ def nel_type() -> config.JobType:
     return config.load(env={}).types["nel"]
 
 
-def make_watcher(home: Home, *, as_json: bool = True) -> tuple[Watcher, io.StringIO]:
-    out = io.StringIO()
-    w = Watcher(config.load(env={}), Registry(home.registry), Printer(as_json=as_json, stream=out), interval=0.01)
-    return w, out
 
 
-def events(out: io.StringIO) -> list[dict]:
-    lines = out.getvalue().splitlines()
-    out.seek(0)
-    out.truncate()
-    return [json.loads(ln) for ln in lines]
 
 
-def add(home: Home, *jobs: Job) -> None:
-    with Registry(home.registry).transaction() as entries:
-        entries.extend(jobs)
 
 
 def status_calls(fakebin: FakeBin) -> list[str]:

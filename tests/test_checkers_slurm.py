@@ -1,32 +1,17 @@
 """checkers.d/slurm.yaml end to end against a fake SLURM behind a fake ssh."""
 from __future__ import annotations
 
-import io
-import json
 from pathlib import Path
 
 from jobmon import config, rules
-from jobmon.events import Printer
-from jobmon.registry import Job, Registry
-from jobmon.watch import Watcher
-from conftest import FIXTURES, Cluster, Home, jobmon
+from jobmon.registry import Job
+from conftest import Cluster, FIXTURES, Home, add, events, jobmon, make_watcher
 
 
-def watcher(home: Home) -> tuple[Watcher, io.StringIO]:
-    out = io.StringIO()
-    return Watcher(config.load(env={}), Registry(home.registry), Printer(as_json=True, stream=out)), out
 
 
-def events(out: io.StringIO) -> list[dict]:
-    lines = out.getvalue().splitlines()
-    out.seek(0)
-    out.truncate()
-    return [json.loads(ln) for ln in lines]
 
 
-def add(home: Home, *jobs: Job) -> None:
-    with Registry(home.registry).transaction() as entries:
-        entries.extend(jobs)
 
 
 def test_real_sacct_lines_through_the_packaged_type() -> None:
@@ -42,7 +27,7 @@ def test_squeue_answers_for_a_job_sacct_has_no_row_for_yet(home: Home, cluster: 
     cluster.queue("41", "PENDING")
     cluster.set("42", "RUNNING")
     add(home, Job("slurm", "41", host="c"), Job("slurm", "42", host="c"), Job("slurm", "43", host="c"))
-    w, out = watcher(home)
+    w, out = make_watcher(home)
     w.cycle(everything=True)
     assert [(e["id"], e["to"]) for e in events(out)] == [("41", "PENDING"), ("42", "RUNNING")]
     # one sacct for all three, one squeue for the two sacct did not know
@@ -54,7 +39,7 @@ def test_squeue_answers_for_a_job_sacct_has_no_row_for_yet(home: Home, cluster: 
 
 def test_squeue_failing_for_unknown_ids_is_still_not_yet(home: Home, cluster: Cluster) -> None:
     add(home, Job("slurm", "44", host="c"))
-    w, out = watcher(home)
+    w, out = make_watcher(home)
     w.cycle(everything=True)
     assert events(out) == []
     (job,) = home.jobs()
@@ -65,7 +50,7 @@ def test_completion_carries_state_exit_elapsed_and_maxrss(home: Home, cluster: C
     cluster.set("45", "COMPLETED", "0:0", "01:02:03")
     cluster.output("45", "done\n", rss="2.5G")
     add(home, Job("slurm", "45", host="c", last_status="RUNNING"))
-    w, out = watcher(home)
+    w, out = make_watcher(home)
     w.cycle(everything=True)
     (event,) = events(out)
     assert (event["to"], event["outcome"], event["detail"]) == ("COMPLETED", "success", "exit 0:0, 01:02:03; MaxRSS 2.5G")
@@ -79,7 +64,7 @@ def test_failure_tails_the_output_file_scontrol_names_and_diagnoses_it(home: Hom
                                     "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB\n"
                                     "srun: error: node7: task 0: Exited with exit code 1\n")
     add(home, Job("slurm", "46", host="c", last_status="RUNNING"))
-    w, out = watcher(home)
+    w, out = make_watcher(home)
     w.cycle(everything=True)
     (event,) = events(out)
     assert event["detail"] == (f"exit 1:0, 00:03:00; torch.OutOfMemoryError: CUDA out of memory. "
@@ -93,7 +78,7 @@ def test_failure_falls_back_to_the_registered_file(home: Home, cluster: Cluster,
     log.write_text("slurmstepd: error: *** JOB 47 ON node3 CANCELLED AT 2026-11-29T03:52:25 DUE TO TIME LIMIT ***\n")
     cluster.set("47", "TIMEOUT", "0:0", "00:01:00")
     add(home, Job("slurm", "47", host="c", last_status="RUNNING", fields={"file": str(log)}))
-    w, out = watcher(home)
+    w, out = make_watcher(home)
     w.cycle(everything=True)
     (event,) = events(out)
     assert event["detail"] == (f"exit 0:0, 00:01:00; JOB 47 ON node3 CANCELLED AT 2026-11-29T03:52:25 "
@@ -104,7 +89,7 @@ def test_suspended_and_requeued_are_not_terminal(home: Home, cluster: Cluster) -
     cluster.set("48", "SUSPENDED")
     cluster.set("49", "REQUEUED")
     add(home, Job("slurm", "48", host="c"), Job("slurm", "49", host="c"))
-    w, out = watcher(home)
+    w, out = make_watcher(home)
     w.cycle(everything=True)
     assert [(e["to"], e["terminal"]) for e in events(out)] == [("SUSPENDED", False), ("REQUEUED", False)]
     assert len(home.jobs()) == 2

@@ -10,7 +10,6 @@ import sys
 import threading
 from pathlib import Path
 
-import pytest
 
 from conftest import REPO, Cluster, Home, jobmon
 

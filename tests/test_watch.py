@@ -1,8 +1,6 @@
 """The watcher against a fake SLURM behind a fake ssh (real executables first on PATH)."""
 from __future__ import annotations
 
-import io
-import json
 import os
 import signal
 import subprocess
@@ -12,30 +10,15 @@ from pathlib import Path
 import pytest
 
 from jobmon import config
-from jobmon.events import Printer
 from jobmon.registry import Job, Registry
 from jobmon.rules import Book
-from jobmon.watch import Watcher
-from conftest import Cluster, Home, jobmon
+from conftest import Cluster, Home, add, events, jobmon, make_watcher
 
 
-def make_watcher(home: Home, cfg: config.Config | None = None) -> tuple[Watcher, io.StringIO]:
-    out = io.StringIO()
-    cfg = cfg or config.load(env={})
-    return Watcher(cfg, Registry(home.registry), Printer(as_json=True, stream=out), interval=0.01), out
 
 
-def events(out: io.StringIO) -> list[dict]:
-    lines = out.getvalue().splitlines()
-    out.seek(0)
-    out.truncate()
-    return [json.loads(ln) for ln in lines]
 
 
-def add(home: Home, *jobs: Job) -> None:
-    reg = Registry(home.registry)
-    with reg.transaction() as entries:
-        entries.extend(jobs)
 
 
 def test_one_sacct_call_per_host_per_poll(home: Home, cluster: Cluster) -> None:
