@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime, timedelta
-from typing import Any, Iterable, Iterator, Mapping, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple
 
-from jobmon.config import JobType, Pattern, Probe
+from jobmon.config import JobType, Probe
+from jobmon.findings import key_events, walk
 
 UNREACHABLE = "UNREACHABLE"
 LOST = "LOST"
@@ -42,28 +43,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)
 def clean(text: str) -> str:
     """Output as a parser wants it: no colour codes, and tqdm's ``\r`` updates as lines."""
     return _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
-
-
-def walk(data: Any, path: str) -> Iterator[tuple[tuple[str, ...], Any]]:
-    """Every value at a dotted path. ``*`` takes each item of a list or mapping; the keys it
-    took come back with the value (list items as their index)."""
-    parts = [p for p in path.split(".") if p]
-
-    def go(node: Any, rest: list[str], keys: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Any]]:
-        if not rest:
-            yield keys, node
-            return
-        head, tail = rest[0], rest[1:]
-        if head == "*":
-            items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
-            for key, child in items:
-                yield from go(child, tail, keys + (str(key),))
-        elif isinstance(node, dict) and head in node:
-            yield from go(node[head], tail, keys)
-        elif isinstance(node, list) and head.isdigit() and int(head) < len(node):
-            yield from go(node[int(head)], tail, keys)
-
-    return go(data, parts, ())
 
 
 def _first(data: Any, path: str) -> Any:
@@ -304,172 +283,3 @@ def advance(
 
 def _duration(seconds: float) -> str:
     return str(timedelta(seconds=int(seconds)))
-
-
-# ---------------------------------------------------------------- key events, diagnosis, metrics
-
-
-def _line_at(text: str, pos: int) -> str:
-    start = text.rfind("\n", 0, pos) + 1
-    end = text.find("\n", pos)
-    return text[start:] if end < 0 else text[start:end]
-
-
-def _say(pattern: Pattern, match: re.Match[str], text: str, **extra: Any) -> str:
-    """The pattern's text, or what it matched (write ``.*`` to take the rest of the line)."""
-    line = _line_at(text, match.start()).strip()
-    if pattern.text is None:
-        return " ".join(match.group(0).split())
-    values = {k: v or "" for k, v in match.groupdict().items()}
-    return " ".join(pattern.text.render(line=line, match=match.group(0), **values, **extra).split())
-
-
-def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> list[tuple[str, str, dict[str, str]]]:
-    """Key events in new output: (name, what to say, named groups), each name said once, in
-    output order.
-
-    A pattern with ``step`` follows progress: its ``percent`` group is reported each time it
-    reaches a new multiple of ``step`` (the highest one in this text only), named ``name@N``,
-    or ``name[task]@N`` per value of a ``task`` group (e.g. each task of a pipeline).
-    """
-    done = set(seen)
-    found: list[tuple[int, str, str, dict[str, str]]] = []
-    for pattern in patterns:
-        if pattern.step:
-            best: dict[str, tuple[int, re.Match[str]]] = {}
-            for match in pattern.regex.finditer(text):
-                try:
-                    bucket = int(float(match.group("percent")) // pattern.step * pattern.step)
-                except (TypeError, ValueError):
-                    continue
-                part = match.groupdict().get("task") or ""
-                key = f"{pattern.name}[{part}]" if part else pattern.name
-                if f"{key}@{bucket}" not in done and (part not in best or bucket > best[part][0]):
-                    best[part] = (bucket, match)
-            for part, (bucket, match) in best.items():
-                key = f"{pattern.name}[{part}]" if part else pattern.name
-                found.append((match.start(), f"{key}@{bucket}", _say(pattern, match, text), _groups(match)))
-            continue
-        if pattern.each:  # once per distinct value, e.g. each Slurm job a pipeline launches
-            for match in pattern.regex.finditer(text):
-                key = f"{pattern.name}[{(match.group(1) or '').strip()}]"
-                if key not in done:
-                    done.add(key)
-                    found.append((match.start(), key, _say(pattern, match, text), _groups(match)))
-            continue
-        if pattern.name in done:
-            continue
-        match = pattern.regex.search(text)
-        if match:
-            found.append((match.start(), pattern.name, _say(pattern, match, text), _groups(match)))
-    return [(name, said, groups) for _, name, said, groups in sorted(found, key=lambda f: f[0])]
-
-
-def _groups(match: re.Match[str]) -> dict[str, str]:
-    return {k: v.strip() for k, v in match.groupdict().items() if v}
-
-
-def diagnose(text: str, patterns: Iterable[Pattern]) -> str | None:
-    """The root cause in one line: the first pattern, in declared order, that finds something;
-    of its matches the last one, nearest the failure (a log may say it twice, wrapped first)."""
-    for pattern in patterns:
-        if pattern.traceback:
-            cause = last_exception(text)
-            if cause:
-                return cause
-            continue
-        match = None
-        for match in pattern.regex.finditer(text):
-            pass
-        if match:
-            return _say(pattern, match, text)
-    return None
-
-
-_TRACEBACK = "Traceback (most recent call last):"
-_CHAINED = ("The above exception was the direct cause of the following exception:",
-            "During handling of the above exception, another exception occurred:")
-_EXCEPTION = re.compile(r"^(?:[A-Za-z_][\w.]*\.)?[A-Za-z_]\w*(?:Error|Exception|Exit|Interrupt|Warning)\b(?::.*)?$|^[A-Za-z_][\w.]*: .+$")
-
-
-def last_exception(text: str) -> str | None:
-    """The exception line of the last Python traceback in the text; for a chain of tracebacks,
-    the innermost exception that has a message (the cause, not the wrapper)."""
-    lines = text.splitlines()
-    chains: list[list[str]] = []
-    linked = False
-    prefix = ""
-    n = 0
-    while n < len(lines):
-        line = lines[n]
-        stripped = (line[len(prefix):] if prefix and line.startswith(prefix) else line).strip()
-        if any(c in stripped for c in _CHAINED):
-            linked = True
-        elif _TRACEBACK in lines[n]:
-            # Whatever stands before the header (indent, a task's log prefix) stands before
-            # every line of that traceback too.
-            head = lines[n][: lines[n].index(_TRACEBACK)]
-            prefix = head if head.strip() else ""  # a log prefix, also before the chain's own lines
-            exc = None
-            m = n + 1
-            while m < len(lines):
-                line = lines[m]
-                body = line[len(head):] if line.startswith(head) else line.lstrip()
-                if body and not body[0].isspace() and not body.startswith(_TRACEBACK):
-                    if _EXCEPTION.match(body.strip()):
-                        exc = body.strip()
-                    break
-                m += 1
-            if exc:
-                if linked and chains:
-                    chains[-1].append(exc)
-                else:
-                    chains.append([exc])
-            linked = False
-            n = m
-            continue
-        elif stripped:
-            linked = False  # any other text between two tracebacks breaks the chain
-        n += 1
-    if not chains:
-        return None
-    chain = chains[-1]
-    return next((e for e in chain if ": " in e), chain[0])
-
-
-def log_path(text: str, pattern: re.Pattern[str] | None) -> str | None:
-    """The full log's path, as the type's ``log`` regex finds it in on_failure's output."""
-    match = pattern.search(text) if pattern is not None else None
-    return match.group("path").strip() if match else None
-
-
-def metrics(text: str, patterns: Iterable[Pattern]) -> list[tuple[str, bool]]:
-    """Every result found in an on_complete output, e.g. ``MMLU-Pro: 42.3%``, and whether it
-    belongs in the summary line.
-
-    A pattern with ``path`` reads the output as YAML (JSON is YAML) documents and says its
-    ``text`` for each value at the path (``keys``: what the path's ``*`` took; ``value``); a
-    pattern with ``regex`` says its text for every match.
-    """
-    out: list[tuple[str, bool]] = []
-    docs: list[Any] | None = None
-    for pattern in patterns:
-        if pattern.path:
-            if docs is None:
-                docs = _yaml_docs(text)
-            for doc in docs:
-                for keys, value in walk(doc, pattern.path):
-                    said = pattern.text.render(keys=keys, value=value) if pattern.text else f"{'.'.join(keys)}: {value}"
-                    out.append((" ".join(said.split()), pattern.summary))
-        else:
-            out += [(_say(pattern, m, text), pattern.summary) for m in pattern.regex.finditer(text)]
-    return out
-
-
-def _yaml_docs(text: str) -> list[Any]:
-    import yaml
-
-    try:
-        return [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError:
-        return []

@@ -18,7 +18,7 @@ from typing import Any, Iterable, Mapping
 from loguru import logger
 
 from jobmon import plan as planner
-from jobmon import logfile, rules, run, template
+from jobmon import findings, logfile, rules, run, template
 from jobmon.config import Config, JobType
 from jobmon.events import Event, Printer, clip, display_name, one_line
 from jobmon.registry import Invalid, Job, Registry
@@ -141,7 +141,7 @@ class Watcher:
         if why is None and probe.fail_if is not None:
             match = probe.fail_if.search(text + "\n" + rules.clean(result.stderr))
             if match:
-                why = f"check says: {one_line(rules._line_at(match.string, match.start()))[:200]}"
+                why = f"check says: {one_line(findings.line_at(match.string, match.start()))[:200]}"
         if why is not None and result.ok and group.batched and len(group.jobs) > 1:
             # The output says something failed, not for which job (nel's stderr names a host, not
             # an invocation): ask about each job alone, so one bad cluster does not hide the rest.
@@ -274,11 +274,11 @@ class Watcher:
             output = full[-ACTION_TAIL:]
             if result.ok or result.stdout.strip():
                 if change.outcome == "failure":  # the cause short enough to leave room for the log's path
-                    distilled = clip(rules.diagnose(full, acting_type.diagnosis) or distill(rules.clean(result.stdout)), CAUSE_LIMIT)
-                    where = rules.log_path(full, acting_type.log)
+                    distilled = clip(findings.diagnose(full, acting_type.diagnosis) or distill(rules.clean(result.stdout)), CAUSE_LIMIT)
+                    where = findings.log_path(full, acting_type.log)
                     distilled += f" (log: {where})" if where else ""
                 else:
-                    found = rules.metrics(rules.clean(result.stdout), acting_type.metrics)
+                    found = findings.metrics(rules.clean(result.stdout), acting_type.metrics)
                     distilled = ", ".join(t for t, _ in found) if acting_type.metrics else distill(rules.clean(result.stdout))
             else:
                 which = "on_complete" if change.outcome == "success" else "on_failure"

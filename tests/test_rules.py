@@ -5,7 +5,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from jobmon import config, rules
+from jobmon import config, findings, rules
 from jobmon.rules import Book, Observation, Row
 from conftest import FIXTURES
 
@@ -162,10 +162,10 @@ types:
 def test_key_events_are_found_in_output_order_and_said_once(tmp_path) -> None:  # type: ignore[no-untyped-def]
     jtype = _type_with_patterns(tmp_path)
     text = "noise\nJob id: 777\nEntering Experiment ptq_qwen with id: ptq_qwen_1712\n"
-    assert rules.key_events(text, jtype.events, ()) == [
+    assert findings.key_events(text, jtype.events, ()) == [
         ("slurm-job", "Job id: 777", {"jid": "777"}),
         ("experiment", "experiment ptq_qwen (ptq_qwen_1712)", {"exp": "ptq_qwen", "eid": "ptq_qwen_1712"})]
-    assert [e[0] for e in rules.key_events(text, jtype.events, ("slurm-job",))] == ["experiment"]
+    assert [e[0] for e in findings.key_events(text, jtype.events, ("slurm-job",))] == ["experiment"]
     step = advance("", Observation(None, text=text), jtype)
     assert [(c.kind, c.after) for c in step.changes] == [("event", "slurm-job"), ("event", "experiment")]
     again = advance("", Observation(None, text=text), jtype, step.book)
@@ -176,9 +176,9 @@ def test_key_events_are_found_in_output_order_and_said_once(tmp_path) -> None:  
 def test_diagnosis_takes_the_first_pattern_in_declared_order(tmp_path) -> None:  # type: ignore[no-untyped-def]
     jtype = _type_with_patterns(tmp_path)
     log = "Traceback (most recent call last):\nRuntimeError: boom\ntorch.OutOfMemoryError: CUDA out of memory. Tried\n"
-    assert rules.diagnose(log, jtype.diagnosis) == "CUDA out of memory"
-    assert rules.diagnose("x\nValueError: bad value\n", jtype.diagnosis) == "ValueError: bad value"
-    assert rules.diagnose("all fine\n", jtype.diagnosis) is None
+    assert findings.diagnose(log, jtype.diagnosis) == "CUDA out of memory"
+    assert findings.diagnose("x\nValueError: bad value\n", jtype.diagnosis) == "ValueError: bad value"
+    assert findings.diagnose("all fine\n", jtype.diagnosis) is None
 
 
 CHAINED = """\
@@ -197,7 +197,7 @@ RuntimeError: could not load the checkpoint
 
 
 def test_the_fallback_cause_is_the_innermost_exception_of_the_last_chain() -> None:
-    assert rules.last_exception(CHAINED) == (
+    assert findings.last_exception(CHAINED) == (
         "FileNotFoundError: [Errno 2] No such file or directory: '/ckpt/model.safetensors'")
 
 
@@ -205,18 +205,18 @@ def test_an_earlier_unrelated_traceback_is_not_the_cause() -> None:
     text = ("Traceback (most recent call last):\n  File \"a.py\", line 1\nKeyError: 'warmup'\n"
             "recovered, training on\n"
             "Traceback (most recent call last):\n  File \"b.py\", line 2\nValueError: loss is nan\n")
-    assert rules.last_exception(text) == "ValueError: loss is nan"
+    assert findings.last_exception(text) == "ValueError: loss is nan"
 
 
 def test_tracebacks_behind_a_task_prefix_are_read() -> None:
     text = "".join(f"3-8B_FP8_0/0 {line}\n" for line in CHAINED.splitlines())
-    assert rules.last_exception(text).startswith("FileNotFoundError: [Errno 2]")
+    assert findings.last_exception(text).startswith("FileNotFoundError: [Errno 2]")
 
 
 def test_an_exception_without_a_message_is_kept_when_no_other_names_the_cause() -> None:
     text = "Traceback (most recent call last):\n  File \"x.py\", line 1, in f\n    raise KeyboardInterrupt\nKeyboardInterrupt\n"
-    assert rules.last_exception(text) == "KeyboardInterrupt"
-    assert rules.last_exception("no traceback here\n") is None
+    assert findings.last_exception(text) == "KeyboardInterrupt"
+    assert findings.last_exception("no traceback here\n") is None
 
 
 def test_the_packaged_diagnosis_order(types: config.Config) -> None:
@@ -224,8 +224,8 @@ def test_the_packaged_diagnosis_order(types: config.Config) -> None:
     log = ("NCCL WARN Call to connect returned Connection refused\n"
            "slurmstepd: error: Detected 1 oom_kill event in StepId=12.batch. Some of your processes may have been killed\n"
            "srun: error: node3: task 0: Out Of Memory\n")
-    assert rules.diagnose(log, slurm.diagnosis) == (
+    assert findings.diagnose(log, slurm.diagnosis) == (
         "Detected 1 oom_kill event in StepId=12.batch. Some of your processes may have been killed")
-    assert rules.diagnose(CHAINED + "srun: error: node3: task 0: Exited with exit code 1\n", slurm.diagnosis) == (
+    assert findings.diagnose(CHAINED + "srun: error: node3: task 0: Exited with exit code 1\n", slurm.diagnosis) == (
         "srun: error: node3: task 0: Exited with exit code 1")
-    assert rules.diagnose(CHAINED, slurm.diagnosis).startswith("FileNotFoundError")
+    assert findings.diagnose(CHAINED, slurm.diagnosis).startswith("FileNotFoundError")
