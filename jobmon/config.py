@@ -125,6 +125,7 @@ class Delegate:
     after: float  # seconds without news before asking
     success: str  # our state when the other type says success
     failure: str
+    confirm: frozenset[str]  # our states believed only if the other type does not say otherwise
 
 
 @dataclass(frozen=True)
@@ -639,10 +640,15 @@ def _job_type(name: str, body: Mapping[str, Any], settings: Settings, where: _Wh
         for outcome in ("success", "failure"):
             if d[outcome] not in states["success" if outcome == "success" else "failure"]:
                 raise where.error(("delegate", outcome), f"{d[outcome]!r} is not under states.{outcome}")
+        row_vars = {g for r in probe.regexes for g in r.groupindex} | set(probe.json.fields if probe.json else ())
         delegate = Delegate(
-            d["type"], _template(d["id"], job_vars | captured | {"open_part"}, where, ("delegate", "id"), shell=False),
-            _template(d.get("host", "{{ host }}"), job_vars | captured | {"open_part"}, where, ("delegate", "host"), shell=False),
-            float(d.get("after", 600)), d["success"], d["failure"])
+            d["type"], _template(d["id"], job_vars | captured | row_vars | {"open_part"}, where, ("delegate", "id"), shell=False),
+            _template(d.get("host", "{{ host }}"), job_vars | captured | row_vars | {"open_part"}, where,
+                      ("delegate", "host"), shell=False),
+            float(d.get("after", 600)), d["success"], d["failure"], frozenset(d.get("confirm", [])))
+        for state in d.get("confirm", []):
+            if state not in vocabulary:
+                raise where.error(("delegate", "confirm"), f"{state!r} is not in states")
     discover = None
     if body.get("discover"):
         d = body["discover"]

@@ -35,6 +35,7 @@ class Observation(NamedTuple):
     grew: bool = False  # a read check: the file had new text
     parts: Mapping[str, str] | None = None  # a read check: the states of the job's parts so far
     note: str | None = None  # why there is no row (e.g. "/x.log: no such file"), said if it ends LOST
+    answered: bool = True  # a failed check whose command still reached the host (sacct erred, ssh worked)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")

@@ -114,20 +114,59 @@ class Watcher:
             why = f"check crashed: {type(exc).__name__}: {exc}"
             return {job.key: rules.Observation(None, why) for job in group.jobs}
 
-    def _check_group(self, group: planner.Group) -> dict[tuple[str, str, str], rules.Observation]:
+    def _check_group(self, group: planner.Group, *, schedule: bool = True) -> dict[tuple[str, str, str], rules.Observation]:
         jtype = group.jtype
         if jtype.check.read is not None:
             observations = {job.key: self._read(job, jtype, planner.command(group)) for job in group.jobs}
-            self._schedule(group, all(o.error is None for o in observations.values()))
+            if schedule:
+                self._schedule(group, all(o.error is None for o in observations.values()))
             return observations
         observations = self._ask(group, jtype.check)
-        self._schedule(group, all(o.error is None for o in observations.values()))
-        unseen = [j for j in group.jobs if observations[j.key].row is None and observations[j.key].error is None]
+        if schedule:
+            self._schedule(group, all(o.error is None for o in observations.values()))
+        # The fallback also asks when the check erred but the host answered (sacct fails while
+        # slurmdbd is down; squeue still knows the running jobs), never when ssh itself failed.
+        unseen = [j for j in group.jobs if observations[j.key].row is None and observations[j.key].answered]
         if unseen and jtype.fallback is not None:
             for sub in planner.split(jtype, group.settings, group.host, unseen, jtype.fallback):
                 for key, obs in self._ask(sub, jtype.fallback).items():
                     if obs.row is not None:  # a failed fallback leaves the job "not yet", as it was
                         observations[key] = obs
+        return self._confirm(group, observations)
+
+    def _confirm(self, group: planner.Group, observations: dict[tuple[str, str, str], rules.Observation]
+                 ) -> dict[tuple[str, str, str], rules.Observation]:
+        """States the type does not trust alone (nel says "failed" whenever sacct is silent) are
+        checked with the type it delegates to: if that one says the job still runs, this check
+        failed, not the job."""
+        d = group.jtype.delegate
+        if d is None or not d.confirm:
+            return observations
+        asked: dict[tuple[str, str, str], Job] = {}
+        for job in group.jobs:
+            obs = observations[job.key]
+            if obs.row is None or obs.row.state not in d.confirm:
+                continue
+            values = {**_blank(group.jtype), **planner.job_values(job, group.jtype), **obs.row.groups}
+            other = Job(d.type, d.id.render(values).strip(), host=d.host.render(values).strip(), user=job.user)
+            other_type, _ = self.config.resolve(other.type, other.host)
+            if other.id and other_type.problem({"id": other.id, "host": other.host}) is None:
+                asked[job.key] = other
+        if not asked:
+            return observations
+        answers: dict[tuple[str, str, str], rules.Observation] = {}
+        for sub in planner.plan(list({o.key: o for o in asked.values()}.values()), self.config):
+            answers.update(self._check_group(sub, schedule=False))
+        for key, other in asked.items():
+            answer = answers.get(other.key)
+            if answer is None or answer.row is None:
+                continue  # the other type knows nothing either: the state stands
+            other_type, _ = self.config.resolve(other.type, other.host)
+            if other_type.category(answer.row.state) not in ("success", "failure"):
+                said = observations[key].row.state  # type: ignore[union-attr]
+                why = f"says {said} while {other.type} {other.label} is {answer.row.state}"
+                logger.warning("{} {}: {}", group.jtype.name, key[1], why)
+                observations[key] = rules.Observation(None, why)
         return observations
 
     def _ask(self, group: planner.Group, probe: Any) -> dict[tuple[str, str, str], rules.Observation]:
@@ -162,7 +201,8 @@ class Watcher:
                 why = str(exc)
         if why is not None:
             logger.warning("check of {} on {} failed: {}", jtype.name, group.host or "localhost", why)
-            return {job.key: rules.Observation(None, why) for job in group.jobs}
+            answered = result.kind in (run.OK, run.NONZERO)
+            return {job.key: rules.Observation(None, why, answered=answered) for job in group.jobs}
         one = not group.batched
         return {job.key: rules.Observation(rows.get(job.id), text=text if one else "") for job in group.jobs}
 

@@ -14,7 +14,7 @@ import pytest
 
 from jobmon import config, rules
 from jobmon.registry import Job
-from conftest import FIXTURES, FakeBin, Home, add, events, jobmon, make_watcher
+from conftest import FIXTURES, Cluster, FakeBin, Home, add, events, jobmon, make_watcher
 
 NEL = FIXTURES / "nel"
 
@@ -134,7 +134,7 @@ def test_every_local_invocation_gets_the_state_nel_shows() -> None:
     # the 2-job invocation is running because its .0 is: the row and its groups are .0's
     assert rows["3f9c2a1b7d4e8f60"].groups["job"] == "3f9c2a1b7d4e8f60.0"
     assert rows["b7e41d09c2a35f18"].groups == {
-        "job": "b7e41d09c2a35f18.0", "slurm_job": "", "error": "", "state": "success",
+        "job": "b7e41d09c2a35f18.0", "slurm_job": "", "slurm_host": "", "error": "", "state": "success",
         "output_dir": "/tmp/nel-scratch/runs/local/20261129_011620-b7e41d09c2a35f18/mmlu_pro.0"}
 
 
@@ -389,3 +389,26 @@ def test_discover_lists_the_runs_of_the_last_day(home: Home, nel: FakeBin) -> No
     new = {c["id"]: c for c in found if not c["registered"]}
     assert (new["7e8f9a0b1c2d3e4f"]["description"], new["7e8f9a0b1c2d3e4f"]["executor"]) == (
         "gpqa_diamond,mmlu_pro", "slurm")
+
+
+def test_a_failed_that_slurm_says_still_runs_is_a_failed_check(home: Home, nel: FakeBin, cluster: Cluster,
+                                                                monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # nel 0.2.6 says "failed" when sacct is silent (slurmdbd down): squeue still knows better.
+    rows = [{"invocation": "2c3d4e5f60718293", "job_id": "2c3d4e5f60718293.0", "status": "failed",
+             "progress": "unknown", "data": {"slurm_job_id": "412012", "hostname": "login01", "username": "u"}}]
+    capture_file = tmp_path / "failed_but_running.json"
+    capture_file.write_text(json.dumps(rows))
+    capture(monkeypatch, str(capture_file))
+    cluster.queue("412012", "RUNNING")  # sacct has no row, squeue answers
+    add(home, Job("nel", "2c3d4e5f60718293", last_status="RUNNING"))
+    watcher, out = make_watcher(home)
+    watcher.cycle(everything=True)
+    assert events(out) == []
+    (job,) = home.jobs()
+    assert job["last_status"] == "RUNNING"
+    assert job["jobmon"]["last_error"] == "says FAILED while slurm 412012@login01 is RUNNING"
+    assert cluster.fakebin.calls("squeue") == ["squeue -h -j 412012 -o %i|%T"]
+    # SLURM agrees the job ended: then nel's FAILED stands
+    cluster.set("412012", "FAILED", "1:0", "00:10:00")
+    watcher.cycle(everything=True)
+    assert [(e["to"], e["outcome"]) for e in events(out) if e["kind"] == "state"] == [("FAILED", "failure")]

@@ -109,3 +109,23 @@ def test_discover_lists_the_registry_then_squeue_and_adds_the_chosen(home: Home,
     assert [(j["id"], j["description"]) for j in home.jobs()] == [("50", ""), ("51", "eval")]
     nothing = jobmon("discover", "--type", "slurm", "--user", "alice", "--add", "99", *home.args())
     assert (nothing.code, nothing.err.splitlines()[-1]) == (1, "jobmon: --add: no candidate 99 (see the list above)")
+
+
+def test_with_accounting_down_squeue_still_answers(home: Home, cluster: Cluster, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("FAKE_SACCT_FAIL", "1")  # slurmdbd down: sacct errs, the controller still answers
+    cluster.queue("52", "RUNNING")
+    add(home, Job("slurm", "52", host="c", last_status="PENDING"), Job("slurm", "53", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert [(e["id"], e["from"], e["to"]) for e in events(out)] == [("52", "PENDING", "RUNNING")]
+    jobs = {j["id"]: j for j in home.jobs()}
+    assert "errors" not in jobs["52"].get("jobmon", {})
+    assert jobs["53"]["last_status"] == "RUNNING" and jobs["53"]["jobmon"]["errors"] == 1  # squeue has no row: unknown
+
+
+def test_an_unreachable_host_is_not_asked_twice(home: Home, cluster: Cluster, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("FAKE_SSH_EXIT", "255")
+    add(home, Job("slurm", "54", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert len(cluster.ssh_calls()) == 1  # no squeue fallback through a connection that failed

@@ -86,7 +86,7 @@ def test_the_state_jobmon_reports_is_what_nel_and_sacct_report(slurm: Slurm, hom
     bad = slurm.sbatch("echo evaluating; exit 1", "--chdir", str(jobdir))
     inv = {good: "e2e0000000000001", bad: "e2e0000000000002"}  # 16 hex digits, as nel makes them
     # Registered once accounting has them: nel 0.2.6 calls a job sacct has no row for yet "failed"
-    # (see the xfail below), so earlier the three could not agree.
+    # (jobmon asks SLURM before it believes such a FAILED), so earlier the three could not agree.
     slurm.wait_for(good, {"RUNNING"})
     slurm.wait_for(bad, {"FAILED"})
     for job, invocation in inv.items():
@@ -115,11 +115,6 @@ def test_the_state_jobmon_reports_is_what_nel_and_sacct_report(slurm: Slurm, hom
     assert w.events[-1]["detail"] == "1 of 2 completed, 1 failed"
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "jobmon bug (nel type): nel 0.2.6 says 'failed' for a job sacct cannot answer about (slurmdbd down, "
-    "or a job accounting has no row for yet, right after sbatch: its squeue call is broken by quoting, so "
-    "sacct is all it asks), with exit 0 and nothing on stderr that check.fail_if knows; jobmon takes it "
-    "as a terminal FAILED and moves the job to history while SLURM still runs it"))
 def test_a_running_evaluation_is_not_failed_when_accounting_cannot_answer(slurm: Slurm, home: Home, jobdir: Path,
                                                                           nel_env) -> None:
     go = jobdir / "go"

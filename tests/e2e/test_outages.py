@@ -49,20 +49,18 @@ def test_sshd_down_is_one_unreachable_then_one_recovered_then_the_true_state(slu
     assert [(e["kind"], e["to"]) for e in w.events].count(("event", "UNREACHABLE")) == 1
 
 
-def test_accounting_down_is_a_failed_check_and_the_job_keeps_its_state(slurm: Slurm, home: Home,
-                                                                       jobdir: Path) -> None:
+def test_with_accounting_down_squeue_still_follows_the_job(slurm: Slurm, home: Home, jobdir: Path) -> None:
     job, go = waiting_job(slurm, jobdir)
     try:
         assert jobmon("add", "--type", "slurm", "--id", job, "--host", slurm.host, *home.args()).code == 0
         slurm.wait_for(job, {"RUNNING"})
         first = jobmon("status", "--json", *home.args())
         assert [(e["kind"], e["to"]) for e in first.events()] == [("state", "RUNNING"), ("summary", None)]
-        with slurm.down("slurmdbd"):  # sacct fails: "Problem talking to the database"
+        with slurm.down("slurmdbd"):  # sacct fails: "Problem talking to the database"; squeue answers
             ran = jobmon("status", "--json", *home.args())
         assert ran.code == 0, ran.err
         assert [(e["kind"], e["detail"]) for e in ran.events()] == [("summary", "0 of 1 completed, 1 running")]
         (entry,) = home.jobs()
-        assert (entry["last_status"], entry["jobmon"]["errors"]) == ("RUNNING", 1)
-        assert "Problem talking to the database" in entry["jobmon"]["last_error"]
+        assert entry["last_status"] == "RUNNING" and "errors" not in entry.get("jobmon", {})
     finally:
         go.touch()
