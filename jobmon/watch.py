@@ -56,7 +56,8 @@ class Watcher:
         """Check the due groups (all of them with ``everything``); return the active jobs left."""
         entries = self.registry.read()
         jobs = [e for e in entries if isinstance(e, Job) and not e.book.final]
-        jobs = [j for j in jobs if j.key not in self._unusable(entries)]
+        unusable = self._unusable(entries)
+        jobs = [j for j in jobs if j.key not in unusable]
         now = time.monotonic()
         asked = self._delegates(jobs)
         real = {j.key for j in jobs}
@@ -407,7 +408,8 @@ class Watcher:
         return bad
 
     def watchable(self, active: list[Job]) -> list[Job]:
-        return [j for j in active if j.key not in self._unusable(active)]
+        unusable = self._unusable(active)
+        return [j for j in active if j.key not in unusable]
 
     def summary_event(self, active: list[Job]) -> Event:
         categories = list(self.finished)
