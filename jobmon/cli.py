@@ -208,7 +208,7 @@ def _watcher(args: argparse.Namespace, registry: "Registry"):  # type: ignore[no
 def cmd_watch(args: argparse.Namespace) -> int:
     import signal
 
-    from jobmon.events import Event
+    from jobmon.events import Event, OutputClosed
     from jobmon.registry import WatchLock
 
     registry = _registry(args)
@@ -233,6 +233,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
             summary = watcher.summary_event(active)
             watcher.printer.emit(Event(kind="summary", detail=f"watch stopped: {summary.detail}", counts=summary.counts))
         return OK
+    except OutputClosed:
+        _quiet_stdout()
+        return OK
     except Exception as exc:  # the last words an agent's Monitor will see
         from loguru import logger
 
@@ -242,6 +245,13 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return REGISTRY if type(exc).__name__ == "RegistryError" else FAILED
     finally:
         lock.release()
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail on a closed pipe."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def cmd_remove(args: argparse.Namespace) -> int:

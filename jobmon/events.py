@@ -125,5 +125,12 @@ class Printer:
 
     def emit(self, event: Event) -> None:
         fmt = format_json if self.as_json else format_text
-        self.stream.write(fmt(event, self.max_line) + "\n")
-        self.stream.flush()
+        try:
+            self.stream.write(fmt(event, self.max_line) + "\n")
+            self.stream.flush()
+        except BrokenPipeError:  # `jobmon watch | head -1`: nobody reads any more
+            raise OutputClosed from None
+
+
+class OutputClosed(Exception):
+    """stdout's reader went away: the watcher has no one left to tell."""

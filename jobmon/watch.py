@@ -131,7 +131,10 @@ class Watcher:
         if unseen and jtype.fallback is not None:
             for sub in planner.split(jtype, group.settings, group.host, unseen, jtype.fallback):
                 for key, obs in self._ask(sub, jtype.fallback).items():
-                    if obs.row is not None:  # a failed fallback leaves the job "not yet", as it was
+                    # A fallback says a job exists and how far it got, never that it ended: the
+                    # verdict (with its exit code) waits for the check itself. A failed fallback
+                    # leaves the job as it was.
+                    if obs.row is not None and jtype.category(obs.row.state) not in ("success", "failure"):
                         observations[key] = obs
         return self._confirm(group, observations)
 

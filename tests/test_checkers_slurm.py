@@ -129,3 +129,15 @@ def test_an_unreachable_host_is_not_asked_twice(home: Home, cluster: Cluster, mo
     w, out = make_watcher(home)
     w.cycle(everything=True)
     assert len(cluster.ssh_calls()) == 1  # no squeue fallback through a connection that failed
+
+
+def test_squeue_never_gives_the_verdict(home: Home, cluster: Cluster) -> None:
+    # sacct lags: squeue already says COMPLETED. The verdict waits for sacct and its exit code.
+    cluster.queue("55", "COMPLETED")
+    add(home, Job("slurm", "55", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert events(out) == []
+    cluster.set("55", "COMPLETED", "0:0", "00:00:07")
+    w.cycle(everything=True)
+    assert [(e["to"], e["detail"]) for e in events(out)] == [("COMPLETED", "exit 0:0, 00:00:07; MaxRSS 0")]

@@ -287,3 +287,16 @@ def test_finished_groups_leave_no_schedule_behind(home: Home, cluster: Cluster) 
     assert set(watcher._due) == {("slurm", "a"), ("slurm", "b")}
     watcher.cycle(everything=True)
     assert set(watcher._due) == {("slurm", "b")}
+
+
+def test_a_reader_that_goes_away_ends_the_watcher_quietly(home: Home, cluster: Cluster) -> None:
+    cluster.set("70", "RUNNING")
+    add(home, Job("slurm", "70", host="c"))
+    proc = subprocess.Popen([sys.executable, "-m", "jobmon", "watch", "--interval", "0.05", *home.args()],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "NEW -> RUNNING" in proc.stdout.readline()
+    proc.stdout.close()  # `| head -n 1` has read its line and gone
+    cluster.set("70", "COMPLETED")  # the next line meets a closed pipe
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "Traceback" not in err and "BrokenPipe" not in err
