@@ -26,3 +26,5 @@ export JOBMON_E2E_SSH_KEY="$JOBMON_E2E_SSH_DIR/id_ed25519"
 export JOBMON_E2E_CM_DIR="$JOBMON_E2E_SSH_DIR/cm"                # ControlPath sockets; down.sh closes them
 export JOBMON_E2E_LOG_DIR="$JOBMON_E2E_STATE/log"
 export JOBMON_E2E_RUN_DIR="$JOBMON_E2E_STATE/run"                # pid files
+# a non-root login with the default shell files (for measuring ssh itself; see bench/bench.py)
+export JOBMON_E2E_PLAIN_USER="${JOBMON_E2E_PLAIN_USER:-jobmonplain}"

@@ -380,6 +380,13 @@ install -d -o root -g root -m 700 "$SSH_DIR" "$JOBMON_E2E_CM_DIR"
 [ -s "$JOBMON_E2E_SSH_KEY" ] ||
     ssh-keygen -q -t ed25519 -N '' -C jobmon-e2e-client -f "$JOBMON_E2E_SSH_KEY"
 put_file "$SSH_DIR/authorized_keys" 600 root:root <"$JOBMON_E2E_SSH_KEY.pub"
+# A plain login with Debian's default shell files: bench/bench.py measures the ssh transport
+# through it, since root's ~/.bashrc here (pyenv) costs ~80 ms on every remote command.
+PLAIN=$JOBMON_E2E_PLAIN_USER
+id "$PLAIN" >/dev/null 2>&1 || useradd --create-home --shell /bin/bash "$PLAIN"
+usermod --password '*' "$PLAIN"   # no password, yet not "locked": sshd without PAM refuses locked accounts
+install -d -o "$PLAIN" -g "$PLAIN" -m 700 "/home/$PLAIN/.ssh"
+put_file "/home/$PLAIN/.ssh/authorized_keys" 600 "$PLAIN:$PLAIN" <"$JOBMON_E2E_SSH_KEY.pub"
 put_file "$SSH_DIR/known_hosts" 644 root:root <<EOF
 [127.0.0.1]:$JOBMON_E2E_SSH_PORT $(cut -d' ' -f1,2 "$SSH_DIR/ssh_host_ed25519_key.pub")
 EOF
@@ -392,11 +399,11 @@ HostKey $SSH_DIR/ssh_host_ed25519_key
 PidFile $RUN/sshd.pid
 UsePAM no
 PermitRootLogin prohibit-password
-AllowUsers root
+AllowUsers root $PLAIN
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-AuthorizedKeysFile $SSH_DIR/authorized_keys
+AuthorizedKeysFile $SSH_DIR/authorized_keys .ssh/authorized_keys
 UseDNS no
 PrintMotd no
 PrintLastLog no
