@@ -129,7 +129,8 @@ def test_demo_runs_two_jobs_to_the_end(tmp_path: Path) -> None:
     finals = {e["description"]: (e["to"], e["outcome"]) for e in events if e["terminal"]}
     assert finals == {"demo: calibrate and export": ("COMPLETED", "success"), "demo: evaluate": ("FAILED", "failure")}
     failed = next(e for e in events if e["to"] == "FAILED")
-    assert failed["detail"] == "exit 3; torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    assert failed["detail"] == (f"exit 3; torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB "
+                                f"(log: {tmp_path}/demo-jobs/job1.log)")
     assert events[-1] == {**events[-1], "kind": "summary", "detail": "1 of 2 completed, 1 failed"}
 
 
