@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -178,3 +179,18 @@ def test_a_job_past_its_time_limit_is_timeout_with_the_reason(slurm: Slurm, home
     assert final["detail"].startswith(f"{detail}; ")
     assert re.search(rf"; JOB {job} ON \S+ CANCELLED AT \S+ DUE TO TIME LIMIT \(log: {re.escape(str(out))}\)$",
                      final["detail"]), final["detail"]
+
+
+def test_checks_reuse_one_ssh_connection_per_host(slurm: Slurm, home: Home, jobdir: Path, ssh_cache: Path) -> None:
+    # jobmon kills each check's process group when it ends: the ControlMaster that ssh forked
+    # into a session of its own must survive that, or every poll would pay a handshake again.
+    job = slurm.sbatch("sleep 1", "--chdir", str(jobdir))
+    add(home, slurm, job)
+    assert jobmon("status", *home.args()).code == 0
+    sockets = [s for s in (ssh_cache / "jobmon").iterdir() if s.is_socket()]
+    assert len(sockets) == 1
+    check = subprocess.run(["ssh", "-o", f"ControlPath={sockets[0]}", "-O", "check", slurm.host],
+                           capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert check.returncode == 0 and check.stderr.startswith("Master running"), check.stderr
+    assert jobmon("status", *home.args()).code == 0
+    assert [s for s in (ssh_cache / "jobmon").iterdir() if s.is_socket()] == sockets  # the same one, reused
