@@ -138,6 +138,9 @@ class JobType:
                 return f"{self.name}: --{name} {value[:80]!r} is not valid{hint} (must match {pattern.pattern})"
         return None
 
+    def terminal(self, state: str) -> bool:
+        return self.category(state) in ("success", "failure")
+
     def category(self, state: str) -> str:
         for name, members in self.states.items():
             if state in members:

@@ -87,7 +87,7 @@ def combine(rows: list[Row], jtype: JobType) -> Row:
     """Several rows for one job (an invocation's jobs): done when all are, failed if any failed."""
     if len(rows) == 1:
         return rows[0]
-    not_done = [r for r in rows if jtype.category(r.state) not in ("success", "failure")]
+    not_done = [r for r in rows if not jtype.terminal(r.state)]
     if not_done:
         return min(not_done, key=lambda r: _NOT_DONE_ORDER[jtype.category(r.state)])
     failed = [r for r in rows if jtype.category(r.state) == "failure"]

@@ -82,23 +82,30 @@ class Watcher:
         for job in jobs:
             jtype, _ = self.config.resolve(job.type, job.host)
             d = jtype.delegate
-            if d is None or jtype.category(job.last_status) in ("success", "failure"):
+            if d is None or jtype.terminal(job.last_status):
                 continue
             since = job.book.grew_at or job.book.missing_since
             if since is None or (now - datetime.strptime(since, rules.TIME_FORMAT)).total_seconds() < d.after:
                 continue
             open_parts = [p for p, state in (job.book.parts or {}).items()
-                          if p and jtype.category(state) not in ("success", "failure")]
-            values = {**_blank(jtype), **planner.job_values(job, jtype), **(job.book.captured or {}),
-                      "open_part": open_parts[-1] if open_parts else ""}
-            other_id, other_host = d.id.render(values).strip(), d.host.render(values).strip()
-            if not other_id:
-                continue  # the log never named the job to ask about
-            other = Job(d.type, other_id, host=other_host, user=job.user)
-            other_type, _ = self.config.resolve(d.type, other_host)
-            if other_type.problem({"id": other_id, "host": other_host}) is None:
+                          if p and not jtype.terminal(state)]
+            other = self._other(job, jtype, {**(job.book.captured or {}),
+                                             "open_part": open_parts[-1] if open_parts else ""})
+            if other is not None:
                 out[job.key] = other
         return out
+
+    def _other(self, job: Job, jtype: JobType, extra: Mapping[str, Any]) -> Job | None:
+        """The job the type delegates to, named from this job's values; None when the values name
+        none (a log that never said its Slurm job) or one its type would refuse."""
+        d = jtype.delegate
+        assert d is not None
+        values = {**_blank(jtype), **planner.job_values(job, jtype), **extra}
+        other = Job(d.type, d.id.render(values).strip(), host=d.host.render(values).strip(), user=job.user)
+        other_type, _ = self.config.resolve(other.type, other.host)
+        if not other.id or other_type.problem({"id": other.id, "host": other.host}) is not None:
+            return None
+        return other
 
     def _run_checks(self, groups: list[planner.Group]) -> list[dict[tuple[str, str, str], rules.Observation]]:
         workers = min(self.config.settings.max_parallel, len(groups))
@@ -134,7 +141,7 @@ class Watcher:
                     # A fallback says a job exists and how far it got, never that it ended: the
                     # verdict (with its exit code) waits for the check itself. A failed fallback
                     # leaves the job as it was.
-                    if obs.row is not None and jtype.category(obs.row.state) not in ("success", "failure"):
+                    if obs.row is not None and not jtype.terminal(obs.row.state):
                         observations[key] = obs
         return self._confirm(group, observations)
 
@@ -151,10 +158,8 @@ class Watcher:
             obs = observations[job.key]
             if obs.row is None or obs.row.state not in d.confirm:
                 continue
-            values = {**_blank(group.jtype), **planner.job_values(job, group.jtype), **obs.row.groups}
-            other = Job(d.type, d.id.render(values).strip(), host=d.host.render(values).strip(), user=job.user)
-            other_type, _ = self.config.resolve(other.type, other.host)
-            if other.id and other_type.problem({"id": other.id, "host": other.host}) is None:
+            other = self._other(job, group.jtype, obs.row.groups)
+            if other is not None:
                 asked[job.key] = other
         if not asked:
             return observations
@@ -166,7 +171,7 @@ class Watcher:
             if answer is None or answer.row is None:
                 continue  # the other type knows nothing either: the state stands
             other_type, _ = self.config.resolve(other.type, other.host)
-            if other_type.category(answer.row.state) not in ("success", "failure"):
+            if not other_type.terminal(answer.row.state):
                 said = observations[key].row.state  # type: ignore[union-attr]
                 why = f"says {said} while {other.type} {other.label} is {answer.row.state}"
                 logger.warning("{} {}: {}", group.jtype.name, key[1], why)
@@ -477,9 +482,9 @@ def _delegated(own: rules.Observation, other: rules.Observation, asked: Job, jty
     if other.row is None or jtype.delegate is None:
         return own
     other_type, _ = config.resolve(asked.type, asked.host)
-    category = other_type.category(other.row.state)
-    if category not in ("success", "failure"):
+    if not other_type.terminal(other.row.state):
         return own
+    category = other_type.category(other.row.state)
     state = jtype.delegate.success if category == "success" else jtype.delegate.failure
     groups = {**other.row.groups, "delegate": f"{asked.type} {asked.label} says {other.row.state}",
               "delegate_type": asked.type, "delegate_id": asked.id, "delegate_host": asked.host,
