@@ -20,7 +20,7 @@ test: venv
 	$(BIN)/python -m pytest
 
 bench: venv
-	$(BIN)/python bench/bench.py > docs/performance.new && mv docs/performance.new docs/performance.md
+	$(BIN)/python bench/bench.py --write docs/performance.md
 	cat docs/performance.md
 
 stress: venv

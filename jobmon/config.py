@@ -24,6 +24,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "timeout": 60.0,
     "action_timeout": 120.0,
     "max_parallel": 8,
+    "max_parallel_total": 32,
     "unreachable_after": 3,
     "lost_after": 600.0,
     "aggregate_after": 5,
@@ -46,7 +47,8 @@ class Settings:
     interval: float
     timeout: float
     action_timeout: float
-    max_parallel: int
+    max_parallel: int  # checks (and actions) at once against one host
+    max_parallel_total: int  # the same, over all hosts together
     unreachable_after: int
     lost_after: float
     aggregate_after: int
@@ -344,7 +346,7 @@ def _settings(raw: Mapping[str, Any], where: _Where) -> Settings:
     for key in ("interval", "timeout", "action_timeout", "lost_after"):
         if values[key] <= 0:
             raise where.error((key,), "must be greater than 0")
-    for key in ("max_parallel", "unreachable_after", "aggregate_after"):
+    for key in ("max_parallel", "max_parallel_total", "unreachable_after", "aggregate_after"):
         if values[key] < 1:
             raise where.error((key,), "must be at least 1")
     if values["max_line"] < 80:

@@ -138,6 +138,7 @@ SETTINGS: Schema = {
     "timeout": NUM,
     "action_timeout": NUM,
     "max_parallel": INT,
+    "max_parallel_total": INT,
     "unreachable_after": INT,
     "lost_after": NUM,
     "aggregate_after": INT,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Iterable, Mapping
@@ -18,7 +17,7 @@ from typing import Any, Iterable, Mapping
 from loguru import logger
 
 from jobmon import plan as planner
-from jobmon import findings, logfile, rules, run, template
+from jobmon import findings, logfile, parallel, rules, run, template
 from jobmon.config import Config, JobType
 from jobmon.events import Event, Printer, clip, display_name, one_line
 from jobmon.registry import Invalid, Job, Registry
@@ -108,9 +107,9 @@ class Watcher:
         return other
 
     def _run_checks(self, groups: list[planner.Group]) -> list[dict[tuple[str, str, str], rules.Observation]]:
-        workers = min(self.config.settings.max_parallel, len(groups))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check") as pool:
-            return list(pool.map(self._check, groups))
+        # A cluster's settings may lower its own bound (an sshd with a smaller MaxSessions).
+        return parallel.map_by_host(groups, lambda g: g.host, self._check, limit=lambda g: g.settings.max_parallel,
+                                    total=self.config.settings.max_parallel_total, name="check")
 
     def _check(self, group: planner.Group) -> dict[tuple[str, str, str], rules.Observation]:
         """Never raises: whatever goes wrong is a failed check, which is not a failed job."""
@@ -298,9 +297,10 @@ class Watcher:
     def _finish(self, claimed: list[tuple[Job, JobType, rules.Change]], now: datetime) -> list[Outcome]:
         if not claimed:
             return []
-        workers = min(self.config.settings.max_parallel, len(claimed))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="action") as pool:
-            return list(pool.map(lambda c: self._outcome(*c, now), claimed))
+        return parallel.map_by_host(claimed, lambda c: c[0].host, lambda c: self._outcome(*c, now),
+                                    limit=lambda c: self.config.resolve(c[1].name, c[0].host)[1].max_parallel,
+                                    total=self.config.settings.max_parallel_total,
+                                    name="action")
 
     def _outcome(self, job: Job, jtype: JobType, change: rules.Change, now: datetime) -> Outcome:
         acting, acting_type = job, jtype

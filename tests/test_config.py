@@ -46,7 +46,7 @@ def test_the_packaged_defaults_load(home: Home) -> None:
     assert list(cfg.types) == ["launcher", "local", "nel", "slurm"]
     assert cfg.files == PACKAGED_NAMES
     assert cfg.clusters == ()
-    assert cfg.settings.interval == 30.0 and cfg.settings.max_parallel == 8
+    assert cfg.settings.interval == 30.0 and cfg.settings.max_parallel == 8 and cfg.settings.max_parallel_total == 32
     assert cfg.settings.ssh == ("ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=15",
                                 "-o", "ControlMaster=auto", "-o", "ControlPath={cache_dir}/ssh-%C", "-o", "ControlPersist=300")
     slurm = cfg.types["slurm"]
@@ -319,6 +319,10 @@ ERRORS = [
         settings:
           max_parallel: 2.5
     """, "{f}: settings.max_parallel: expected a whole number, found the number 2.5", id="float-for-int"),
+    pytest.param("monitor.yaml", """
+        settings:
+          max_parallel_total: 0
+    """, "{f}: settings.max_parallel_total: must be at least 1", id="zero-total-bound"),
     pytest.param("monitor.yaml", """
         settings:
           interval: yes

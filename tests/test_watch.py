@@ -49,6 +49,59 @@ def test_n_jobs_on_h_hosts_cost_h_commands_per_poll(home: Home, cluster: Cluster
     assert {j["last_status"] for j in home.jobs()} == {"RUNNING"}
 
 
+# Put in front of the fake ssh: each call waits until $BARRIER holds $PARTIES arrivals
+# ($PATIENCE hundredths of a second at most), so every call ends "met" only if all of them were
+# running at the same moment.
+BARRIER_SSH = r"""#!/usr/bin/env bash
+touch "$BARRIER/$$"
+for _ in $(seq "$PATIENCE"); do
+  [ "$(ls "$BARRIER" | wc -l)" -ge "$PARTIES" ] && { echo met >> "$BARRIER.log"; exec "$REAL_SSH" "$@"; }
+  sleep 0.01
+done
+echo late >> "$BARRIER.log"; exec "$REAL_SSH" "$@"
+"""
+
+
+def barrier_poll(home: Home, cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: list[Job], *,
+                 parties: int, patience: int, cfg: config.Config | None = None) -> list[str]:
+    """One poll of ``jobs`` (all RUNNING) through BARRIER_SSH: how each ssh call ended."""
+    real = cluster.fakebin.path / "real-ssh"
+    (cluster.fakebin.path / "ssh").rename(real)
+    cluster.fakebin.add("ssh", BARRIER_SSH)
+    (tmp_path / "barrier").mkdir()
+    for name, value in (("BARRIER", str(tmp_path / "barrier")), ("PARTIES", str(parties)),
+                        ("PATIENCE", str(patience)), ("REAL_SSH", str(real))):
+        monkeypatch.setenv(name, value)
+    for job in jobs:
+        cluster.set(job.id, "RUNNING")
+    add(home, *jobs)
+    watcher, _ = make_watcher(home, cfg)
+    watcher.cycle(everything=True)
+    assert {j["last_status"] for j in home.jobs()} == {"RUNNING"}
+    return (tmp_path / "barrier.log").read_text().split()
+
+
+def test_ten_hosts_are_asked_at_once_under_the_default_bound(home: Home, cluster: Cluster, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    # max_parallel (8) bounds each host, not the poll: ten hosts take one round trip, not two.
+    jobs = [Job("slurm", str(300 + i), host=f"h{i}") for i in range(10)]
+    ended = barrier_poll(home, cluster, tmp_path, monkeypatch, jobs, parties=10, patience=1000)
+    assert ended == ["met"] * 10
+
+
+def test_a_cluster_can_lower_its_own_bound(home: Home, cluster: Cluster, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two chunks of one host's batch, and a cluster bound of 1: the second call starts only when
+    # the first has given up waiting for it.
+    override = tmp_path / "small.yaml"
+    override.write_text("clusters: {small: {hosts: [small], settings: {max_parallel: 1},"
+                        " types: {slurm: {check: {batch_size: 1}}}}}\n")
+    jobs = [Job("slurm", "401", host="small"), Job("slurm", "402", host="small")]
+    ended = barrier_poll(home, cluster, tmp_path, monkeypatch, jobs, parties=2, patience=30,
+                         cfg=config.load(str(override), env={}))
+    assert ended == ["late", "met"]
+
+
 def test_a_job_followed_to_completion_then_moved_to_history(home: Home, cluster: Cluster) -> None:
     cluster.set("7", "PENDING")
     add(home, Job("slurm", "7", host="c", description="PTQ Qwen3-8B"))
