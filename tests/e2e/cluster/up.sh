@@ -293,18 +293,28 @@ for f in "$SLURM_CONF_FILE" "$SLURMDBD_CONF_FILE"; do
     fi
 done
 
+# slurm_daemon NAME CHECK WHAT [VAR=VALUE...]: unless its pid file names a live NAME, start
+# /usr/sbin/NAME (with the extra environment) and, given a CHECK, wait until CHECK answers (WHAT
+# names it in the error). STARTED_AT is the start's EPOCHREALTIME, or empty if it was running.
+slurm_daemon() {
+    local name=$1 check=$2 what=$3 pid
+    shift 3
+    STARTED_AT=""
+    if pid=$(alive "$RUN/$name.pid" "$name"); then
+        say "$name: running (pid $pid)"
+        return 0
+    fi
+    rm -f "$RUN/$name.pid"
+    STARTED_AT=$EPOCHREALTIME
+    "${DAEMON_ENV[@]}" "$@" "/usr/sbin/$name" </dev/null 9>&- >>"$LOG/$name.out" 2>&1 ||
+        die "$name did not start" "$LOG/$name.out" "$LOG/$name.log"
+    [ -n "$check" ] || return 0
+    wait_up 60 "$RUN/$name.pid" "$name" "$check" || die "$name not answering ($what)" "$LOG/$name.log" "$LOG/$name.out"
+    say "$name: started (pid $(alive "$RUN/$name.pid" "$name")) in $(since "$STARTED_AT") s"
+}
+
 dbd_ok() { timeout 10 sacctmgr -n -P list cluster format=cluster; }
-if pid=$(alive "$RUN/slurmdbd.pid" slurmdbd); then
-    say "slurmdbd: running (pid $pid)"
-else
-    rm -f "$RUN/slurmdbd.pid"
-    t=$EPOCHREALTIME
-    "${DAEMON_ENV[@]}" MYSQL_UNIX_PORT="$MYSQL_RUN/mysqld.sock" /usr/sbin/slurmdbd \
-        </dev/null 9>&- >>"$LOG/slurmdbd.out" 2>&1 || die "slurmdbd did not start" "$LOG/slurmdbd.out" "$LOG/slurmdbd.log"
-    wait_up 60 "$RUN/slurmdbd.pid" slurmdbd dbd_ok ||
-        die "slurmdbd not answering (sacctmgr list cluster)" "$LOG/slurmdbd.log" "$LOG/slurmdbd.out"
-    say "slurmdbd: started (pid $(alive "$RUN/slurmdbd.pid" slurmdbd)) in $(since "$t") s"
-fi
+slurm_daemon slurmdbd dbd_ok "sacctmgr list cluster" MYSQL_UNIX_PORT="$MYSQL_RUN/mysqld.sock"
 clusters=$(dbd_ok 2>/dev/null) || clusters=""
 if ! grep -qixF "$CLUSTER" <<<"$clusters"; then
     timeout 30 sacctmgr -i add cluster "$CLUSTER" >"$LOG/sacctmgr-add-cluster.log" 2>&1 ||
@@ -313,28 +323,10 @@ if ! grep -qixF "$CLUSTER" <<<"$clusters"; then
 fi
 
 ctld_ok() { timeout 10 sinfo -h -o %P; }
-if pid=$(alive "$RUN/slurmctld.pid" slurmctld); then
-    say "slurmctld: running (pid $pid)"
-else
-    rm -f "$RUN/slurmctld.pid"
-    t=$EPOCHREALTIME
-    "${DAEMON_ENV[@]}" /usr/sbin/slurmctld </dev/null 9>&- >>"$LOG/slurmctld.out" 2>&1 ||
-        die "slurmctld did not start" "$LOG/slurmctld.out" "$LOG/slurmctld.log"
-    wait_up 60 "$RUN/slurmctld.pid" slurmctld ctld_ok ||
-        die "slurmctld not answering (sinfo)" "$LOG/slurmctld.log" "$LOG/slurmctld.out"
-    say "slurmctld: started (pid $(alive "$RUN/slurmctld.pid" slurmctld)) in $(since "$t") s"
-fi
+slurm_daemon slurmctld ctld_ok sinfo
 
-slurmd_started=""
-if pid=$(alive "$RUN/slurmd.pid" slurmd); then
-    say "slurmd: running (pid $pid)"
-else
-    rm -f "$RUN/slurmd.pid"
-    t=$EPOCHREALTIME
-    "${DAEMON_ENV[@]}" /usr/sbin/slurmd </dev/null 9>&- >>"$LOG/slurmd.out" 2>&1 ||
-        die "slurmd did not start" "$LOG/slurmd.out" "$LOG/slurmd.log"
-    slurmd_started=1
-fi
+slurm_daemon slurmd "" ""  # ready when its node is, below
+slurmd_started=$STARTED_AT
 
 # the node must be usable: idle (or running jobs).  DOWN/DRAIN while responding -> resume it.
 start=$EPOCHREALTIME
@@ -348,7 +340,7 @@ while :; do
         [ -z "$slurmd_started" ] && break
         sst=$(timeout 10 scontrol -o show node "$NODE" 2>/dev/null | sed -n 's/.*SlurmdStartTime=\([^ ]*\).*/\1/p')
         sst=$(date -d "$sst" +%s 2>/dev/null) || sst=0
-        ((sst >= ${t%.*})) && break
+        ((sst >= ${slurmd_started%.*})) && break
         ;;
     down | drained | draining | drain | fail | failing)
         if (($(since "$start" 0) - last_resume >= 3)); then
@@ -367,7 +359,7 @@ while :; do
     sleep 0.2
 done
 if [ -n "$slurmd_started" ]; then
-    say "slurmd: started (pid $(alive "$RUN/slurmd.pid" slurmd)), node $NODE $st in $(since "$t") s"
+    say "slurmd: started (pid $(alive "$RUN/slurmd.pid" slurmd)), node $NODE $st in $(since "$slurmd_started") s"
 elif (($(since "$start" 0) >= 1)); then
     say "node $NODE $st after $(since "$start") s"
 fi
