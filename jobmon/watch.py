@@ -287,16 +287,13 @@ class Watcher:
                 logger.warning("{}: detail template: {}", jtype.name, exc)
         if extra:
             detail = f"{detail}; {extra}" if detail else extra
-        after = change.after
         return Event(kind="state" if change.kind == "state" else "event", type=job.type, id=job.id,
                      host=job.host, description=job.description, before=change.before or None,
-                     after=after, terminal=change.terminal, outcome=change.outcome, detail=detail, time=now)
+                     after=change.after, terminal=change.terminal, outcome=change.outcome, detail=detail, time=now)
 
     # ------------------------------------------------------------ terminal jobs
 
     def _finish(self, claimed: list[tuple[Job, JobType, rules.Change]], now: datetime) -> list[Outcome]:
-        if not claimed:
-            return []
         return parallel.map_by_host(claimed, lambda c: c[0].host, lambda c: self._outcome(*c, now),
                                     limit=lambda c: self.config.resolve(c[1].name, c[0].host)[1].max_parallel,
                                     total=self.config.settings.max_parallel_total,
