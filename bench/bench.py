@@ -9,11 +9,15 @@ docs/performance.md with a description of the machine.
    multiplexed (ControlMaster) vs a fresh connection each time. Skipped if it is not up.
 3. The watcher while idle: CPU and peak RSS over 60 s with 100 pending jobs.
 4. Start-up: `jobmon --help` and `jobmon status` (empty registry) vs `python -c pass`.
+5. A follower (`jobmon-watch --for`): the time from an event being appended to the log (by
+   another process, as a detached poller does) to the follower printing it, and its CPU while
+   no event comes.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import platform
 import statistics
@@ -147,8 +151,6 @@ def idle(jobs: int, seconds: float) -> dict[str, float]:
         root = tmp / "root"
         reg_dir = root / ".claude" / "agents" / "bench"
         reg_dir.mkdir(parents=True)
-        import json
-
         (reg_dir / "active_jobs.json").write_text(json.dumps(
             [{"type": "slurm", "id": str(5000 + i), "host": f"cluster-{i % 10}", "last_status": "PENDING"}
              for i in range(jobs)]))
@@ -199,6 +201,56 @@ def startup(rounds: int) -> dict[str, float]:
                 subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, check=True)
                 times[name].append(time.monotonic() - start)
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+# ---------------------------------------------------------------- 5. a follower
+
+
+def follower(events: int, idle_seconds: float) -> dict[str, float]:
+    """This process plays the poller (it holds the watch lock and appends to the log at random
+    moments); a real ``jobmon watch --for`` follows in another process."""
+    import random
+    import threading
+
+    from jobmon.eventlog import EventLog
+    from jobmon.events import Event
+    from jobmon.registry import Registry, WatchLock
+
+    with tempfile.TemporaryDirectory() as d:
+        registry = Registry(Path(d) / ".claude" / "agents" / "bench" / "active_jobs.json")
+        lock = WatchLock(registry)
+        assert lock.acquire() is None
+        log = EventLog(registry.path.with_name("events.jsonl"))
+        proc = subprocess.Popen([sys.executable, "-m", "jobmon", "watch", "--for", "1h", "--json",
+                                 "--root", d, "--session", "bench"], env={**os.environ, "PYTHONPATH": str(REPO)},
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)
+        printed: dict[int, float] = {}
+
+        def read() -> None:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                printed[json.loads(line).get("seq", 0)] = time.monotonic()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        appended: dict[int, float] = {}
+        rng = random.Random(7)
+        for n in range(events):
+            time.sleep(rng.uniform(0.0, 0.3))  # at any phase of the follower's wake-ups
+            (event,) = log.append([Event("state", "slurm", str(n), "c", after="RUNNING")])
+            appended[event.seq] = time.monotonic()
+        deadline = time.monotonic() + 10
+        while len(printed) < events and time.monotonic() < deadline:
+            time.sleep(0.05)
+        tick = os.sysconf("SC_CLK_TCK")
+        cpu0, t0 = _cpu(proc.pid, tick), time.monotonic()
+        time.sleep(idle_seconds)
+        cpu1, t1 = _cpu(proc.pid, tick), time.monotonic()
+        proc.terminate()
+        proc.wait(timeout=30)
+        lock.release()
+    waits = sorted(printed[seq] - at for seq, at in appended.items() if seq in printed)
+    return {"n": len(waits), "p50": waits[len(waits) // 2], "p95": waits[int(len(waits) * 0.95)],
+            "max": waits[-1], "cpu": (cpu1[0] - cpu0[0]) / (t1 - t0) * 100}
 
 
 # ---------------------------------------------------------------- report
@@ -268,6 +320,10 @@ def main() -> int:
             "|---:|---:|---:|---:|---:|",
             f"| {s['python'] * 1000:.0f} ms | {s['help'] * 1000:.0f} ms | {s['status'] * 1000:.0f} ms "
             f"| {(s['help'] - s['python']) * 1000:.0f} ms | {(s['status'] - s['python']) * 1000:.0f} ms |"]
+    f = follower(50 if args.quick else 200, 10 if args.quick else args.idle_seconds)
+    out += ["", f"### 5. A follower (`jobmon-watch --for`): {f['n']:.0f} events appended by another process", "",
+            "| logged → printed, p50 | p95 | max | CPU while idle |", "|---:|---:|---:|---:|",
+            f"| {f['p50'] * 1000:.0f} ms | {f['p95'] * 1000:.0f} ms | {f['max'] * 1000:.0f} ms | {f['cpu']:.2f} % |"]
     text = "\n".join(out) + "\n"
     if args.write is None:
         print(text, end="")

@@ -80,7 +80,7 @@ def cmd_add(args: argparse.Namespace) -> int:
     registry = _registry(args)
     _register(registry, [job], update_description=args.desc is not None)
     if args.watch:
-        _start_watcher(args, registry)
+        _detached(args, config, registry)
     return OK
 
 
@@ -135,25 +135,32 @@ def _pairs(items: Sequence[str] | None) -> list[tuple[str, str]]:
     return out
 
 
-def _start_watcher(args: argparse.Namespace, registry: "Registry") -> None:
-    from jobmon import run
-    from jobmon.registry import WatchLock
+def _detached(args: argparse.Namespace, config: "Config", registry: "Registry", *, quiet: bool = False) -> int | None:
+    """Make sure a detached poller runs while jobs remain (``add --watch``, ``watch --detach``,
+    ``jobmon-watch --for``, ``jobmon events``): its pid, or None when no job is left. Says which
+    on stderr; a follower, which asks every second, only when it starts one (``quiet``)."""
+    from jobmon import poller
 
-    lock = WatchLock(registry)
-    holder = lock.acquire()
-    if holder is not None:
-        print(f"jobmon: a watcher already runs for this registry ({_holder(holder)})", file=sys.stderr)
-        return
-    lock.release()
-    argv = [sys.executable, "-m", "jobmon", "watch", "--root", str(registry.path.parents[3]),
-            "--session", registry.path.parent.name]
-    if args.config:
-        argv += ["--config", args.config]
-    if args.json:
-        argv.append("--json")
-    log = registry.path.with_name("watch.log")
-    pid = run.spawn(argv, str(log))
-    print(f"jobmon: watcher started (pid {pid}), events in {log}", file=sys.stderr)
+    started: list[int] = []
+
+    def start(lock):  # type: ignore[no-untyped-def]
+        started.append(poller.detach(lock, registry, _poll_options(args)))
+        return started[-1]
+
+    pid = poller.ensure(registry, poller.jobs_left(config, registry), start)
+    if started:
+        print(f"jobmon: poller started (pid {pid}), its log in {registry.path.with_name('watch.log')}", file=sys.stderr)
+    elif pid is not None and not quiet:
+        print(f"jobmon: a poller already runs for this registry ({_holder(pid)})", file=sys.stderr)
+    return pid
+
+
+def _poll_options(args: argparse.Namespace) -> list[str]:
+    """What a detached poller inherits of this command's options."""
+    out = ["--config", args.config] if args.config else []
+    if getattr(args, "interval", None) is not None:
+        out += ["--interval", repr(args.interval)]
+    return out + ["-v"] * args.verbose
 
 
 def _holder(pid: int) -> str:
@@ -183,55 +190,102 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    registry = _registry(args)
+    from jobmon import report
+    from jobmon.events import Event
     from jobmon.registry import Job
 
-    if not any(isinstance(e, Job) for e in registry.read()):
-        from jobmon.events import Event
-
-        _printer(args).emit(Event(kind="summary", detail="no jobs registered", counts={}))
-        return OK
-    watcher = _watcher(args, registry)
-    active = watcher.cycle(everything=True)
-    watcher.printer.emit(watcher.summary_event(active))
+    registry = _registry(args)
+    config = _config(args)
+    printer = _printer(args, config)
+    if any(isinstance(e, Job) for e in registry.read()):
+        watcher = _watcher(args, config, registry)
+        watcher.echo = lambda events: [printer.emit(e) for e in events]  # type: ignore[func-returns-value]
+        watcher.cycle(everything=True)
+    summary = report.session(config, registry.read(), registry.history())
+    printer.emit(Event(kind="summary", detail=summary.text(), counts=summary.counts))
     return OK
 
 
-def _watcher(args: argparse.Namespace, registry: "Registry"):  # type: ignore[no-untyped-def]
+def _watcher(args: argparse.Namespace, config: "Config", registry: "Registry"):  # type: ignore[no-untyped-def]
+    from jobmon.eventlog import EventLog
     from jobmon.watch import Watcher
 
     _setup_logging(args.verbose)
-    config = _config(args)
-    return Watcher(config, registry, _printer(args, config), interval=getattr(args, "interval", None))
+    return Watcher(config, registry, _log(registry), interval=getattr(args, "interval", None))
+
+
+def _log(registry: "Registry"):  # type: ignore[no-untyped-def]
+    from jobmon.eventlog import EventLog
+
+    return EventLog(registry.path.with_name("events.jsonl"))
+
+
+def _cursor(args: argparse.Namespace, registry: "Registry"):  # type: ignore[no-untyped-def]
+    from jobmon.eventlog import Cursor, ReaderError
+
+    try:
+        return Cursor(registry.path.parent, args.reader)
+    except ReaderError as exc:
+        raise Failure(str(exc), USAGE) from None
+
+
+def parse_duration(text: str) -> float:
+    """``90s``, ``25m``, ``1h`` (or plain seconds) -> seconds."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    if not match or float(match.group(1)) <= 0:
+        raise Failure(f"--for {text!r}: expected a duration such as 90s, 25m or 1h", USAGE)
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    import shlex
     import signal
+    import threading
+    import time
 
+    from jobmon import follower, poller
     from jobmon.events import Event, OutputClosed
-    from jobmon.registry import WatchLock
 
     registry = _registry(args)
     if args.interval is not None and args.interval <= 0:
         raise Failure("--interval: must be greater than 0", USAGE)
-    watcher = _watcher(args, registry)
-    lock = WatchLock(registry)
-    holder = lock.acquire()
-    if holder is not None:
-        watcher.printer.emit(Event(kind="error", detail=f"jobmon-watch: already watching {registry.path} ({_holder(holder)})"))
+    deadline = None if args.for_ is None else time.monotonic() + parse_duration(args.for_)
+    config = _config(args)
+    _setup_logging(args.verbose)
+    if args.detach:
+        pid = _detached(args, config, registry)
+        print(pid if pid is not None else "no jobs to watch")
         return OK
+    printer = _printer(args, config)
+    cursor = _cursor(args, registry)
+    watcher = _watcher(args, config, registry)
+    polls: list[threading.Thread] = []
+    if deadline is not None:  # never polls itself: its deadline must not cut a check short
+        def ensure() -> int | None:
+            return _detached(args, config, registry, quiet=True)
+    else:
+        def ensure() -> int | None:
+            return poller.ensure(registry, poller.jobs_left(config, registry), poller.in_thread(watcher, polls))
+    prog = os.environ.get("JOBMON_PROG") or "jobmon watch"
+    follow = follower.Follower(config, registry, watcher.log, cursor, printer, _at_most(ensure),
+                               rearm=shlex.join([prog, *args.argv_tail]))
 
     def stop(signum: int, _frame: object) -> None:
+        follow.stop.set()
         watcher.stop.set()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    if args.once:
+        return _once(args, registry, watcher, follow)
+    if not cursor.claim():  # said on stdout: it is the only line this watch will give
+        printer.emit(Event(kind="error", detail=f"jobmon-watch: reader {cursor.name}: another watch serves it and "
+                                                "did not let go; give this one --reader NAME"))
+        return FAILED
     try:
-        watcher.loop(once=args.once)
-        if watcher.stop.is_set():
-            active = [e for e in registry.read() if hasattr(e, "key")]
-            summary = watcher.summary_event(active)
-            watcher.printer.emit(Event(kind="summary", detail=f"watch stopped: {summary.detail}", counts=summary.counts))
+        follow.run(deadline)
         return OK
     except OutputClosed:
         _quiet_stdout()
@@ -239,12 +293,61 @@ def cmd_watch(args: argparse.Namespace) -> int:
     except Exception as exc:  # the last words an agent's Monitor will see
         from loguru import logger
 
-        logger.exception("watcher failed")
+        logger.exception("watch failed")
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        watcher.printer.emit(Event(kind="error", detail=f"jobmon-watch: fatal: {message}"))
+        printer.emit(Event(kind="error", detail=f"jobmon-watch: fatal: {message}"))
         return REGISTRY if type(exc).__name__ == "RegistryError" else FAILED
     finally:
-        lock.release()
+        cursor.release()
+        watcher.stop.set()
+        for thread in polls:  # a cycle under way finishes: its claims and history are written
+            thread.join()
+
+
+def _once(args: argparse.Namespace, registry: "Registry", watcher, follow) -> int:  # type: ignore[no-untyped-def]
+    """``watch --once``: one check of every job (unless a poller runs: it checks), what is new
+    for the reader (unless a watch serves it: it prints them), then the summary."""
+    from jobmon import poller
+    from jobmon.registry import WatchLock
+
+    lock = WatchLock(registry)
+    holder = lock.acquire()
+    if holder is None:
+        poller.Poller(watcher, lock).run(once=True)
+    else:
+        print(f"jobmon: a poller already runs for this registry ({_holder(holder)}); it checks the jobs",
+              file=sys.stderr)
+    _print_new(follow)
+    follow.summary_line()
+    return OK
+
+
+def _print_new(follow) -> None:  # type: ignore[no-untyped-def]
+    """The reader's undelivered events, unless a running watch serves that reader (it prints
+    them): a one-shot command never takes a reader from a watch."""
+    if follow.cursor.claim(wait=0.0, ask=False):
+        try:
+            follow.catch_up()
+        finally:
+            follow.cursor.release()
+    else:
+        print(f"jobmon: reader {follow.cursor.name} is served by a running watch, which prints its events "
+              "(give --reader NAME for another reader)", file=sys.stderr)
+
+
+def _at_most(ensure: Callable[[], int | None], starts: int = 5) -> Callable[[], int | None]:
+    """``ensure`` that gives up after ``starts`` pollers: one that dies at once every time (a
+    bug, a broken config) must not be started again forever."""
+    pids: set[int] = set()
+
+    def bounded() -> int | None:
+        pid = ensure()
+        if pid is not None and pid > 0 and pid not in pids:
+            pids.add(pid)
+            if len(pids) > starts:
+                raise Failure(f"the poller has died {starts} times; see watch.log beside the registry", FAILED)
+        return pid
+    return bounded
 
 
 def _quiet_stdout() -> None:
@@ -252,6 +355,56 @@ def _quiet_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    """The poller alone, in the foreground, printing nothing: what ``watch --detach`` starts."""
+    import signal
+
+    from jobmon import poller
+    from jobmon.registry import WatchLock
+
+    registry = _registry(args)
+    config = _config(args)
+    watcher = _watcher(args, config, registry)
+    lock = WatchLock(registry)
+    if args.lock_fd is not None:
+        lock.adopt(args.lock_fd)
+    else:
+        holder = lock.acquire()
+        if holder is not None:
+            print(f"jobmon: a poller already runs for this registry ({_holder(holder)})", file=sys.stderr)
+            return OK
+
+    def stop(signum: int, _frame: object) -> None:
+        watcher.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    poller.serve(watcher, lock)
+    return OK
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """The events not yet given to the reader, then the session summary: for an agent with no
+    Monitor tool, between turns."""
+    from jobmon import follower
+
+    registry = _registry(args)
+    config = _config(args)
+    _setup_logging(args.verbose)
+    printer = _printer(args, config)
+    log = _log(registry)
+    cursor = _cursor(args, registry)
+    follow = follower.Follower(config, registry, log, cursor, printer, lambda: None)
+    if args.all:
+        for event in log.since(0):
+            printer.emit(event)
+    else:
+        _print_new(follow)
+    _detached(args, config, registry, quiet=True)  # nothing is left unwatched between two turns
+    follow.summary_line()
+    return OK
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
@@ -363,10 +516,38 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_skill(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from jobmon import skill
+
+    try:
+        path, what = skill.install(args.agent, args.scope, Path(args.dest) if args.dest else None,
+                                   args.force, home=Path.home(), cwd=Path.cwd())
+    except skill.SkillError as exc:
+        raise Failure(str(exc), USAGE) from None
+    print(f"{what}: {path}", file=sys.stderr)
+    return OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
     from jobmon import demo
 
-    return demo.main(args)
+    root = Path(args.root or tempfile.mkdtemp(prefix="jobmon-demo-"))
+    session = args.session or "demo"
+    common = ["--root", str(root), "--session", session] + (["--json"] if args.json else [])
+    if args.config:
+        common += ["--config", args.config]
+    for job in demo.start(root / "demo-jobs"):
+        status = main(["add", "--type", "local", "--id", str(job.pid), "--file", str(job.exit_file),
+                       "--field", f"log={job.log}", "--desc", job.description, *common])
+        if status:
+            return status
+    print(f"demo: registry {root}/.claude/agents/{session}/active_jobs.json", file=sys.stderr)
+    return main(["watch", "--interval", str(args.interval), *common])
 
 
 # ---------------------------------------------------------------- parser
@@ -401,9 +582,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--watch", action="store_true", help="start a background watcher if none runs")
     add("list", cmd_list, "list registered jobs", [common])
     add("status", cmd_status, "check every job once now, print changes and a summary", [common])
-    p = add("watch", cmd_watch, "follow every job until none is left (same as bin/jobmon-watch)", [common])
+    p = add("watch", cmd_watch, "print the session's events as they happen, until no job is left "
+                                "(same as bin/jobmon-watch)", [common])
     p.add_argument("--interval", type=float, help="seconds between checks, for every type")
-    p.add_argument("--once", action="store_true", help="one cycle, then exit")
+    p.add_argument("--once", action="store_true", help="check every job once, print what is new, then the summary")
+    p.add_argument("--for", dest="for_", metavar="DURATION",
+                   help="end at DURATION (90s, 25m, 1h) with a rearm line while jobs remain; never polls "
+                        "itself but makes sure a detached poller runs")
+    p.add_argument("--reader", default="agent", help="whose cursor: starts after the last event given to it (default: agent)")
+    p.add_argument("--detach", action="store_true", help="start a poller in the background (if none runs), print its pid")
+    p = add("poll", cmd_poll, "the poller alone, in the foreground, printing nothing (what watch --detach starts)",
+            [common])
+    p.add_argument("--interval", type=float, help="seconds between checks, for every type")
+    p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the watch lock, handed over by its starter
+    p = add("events", cmd_events, "print the events not yet given to a reader, then the session summary", [common])
+    p.add_argument("--reader", default="agent", help="whose cursor (default: agent)")
+    p.add_argument("--all", action="store_true", help="the whole event log (the cursor stays)")
     p = add("remove", cmd_remove, "stop watching a job (it goes to history)", [common])
     p.add_argument("--id", required=True)
     p.add_argument("--type")
@@ -418,6 +612,13 @@ def build_parser() -> argparse.ArgumentParser:
                                                     "else the hosts of registered jobs)")
     p.add_argument("--user", help="whose jobs (default: $USER)")
     p.add_argument("--add", nargs="*", metavar="ID", help="register the new ones (all, or these ids)")
+    # No argparse `choices` for --agent and --scope: a bad value reads as jobmon's own one line.
+    p = add("skill", cmd_skill, "install the agent skill (skills/monitor/SKILL.md) where the agent finds it", [common])
+    p.add_argument("action", choices=["install"])
+    p.add_argument("--agent", default="claude", help="claude (.claude/skills/) or codex (.agents/skills/)")
+    p.add_argument("--scope", default="project", help="project (the current folder) or user (your home)")
+    p.add_argument("--dest", help="install under this folder instead of the current folder or home")
+    p.add_argument("--force", action="store_true", help="replace a locally edited copy")
     p = add("demo", cmd_demo, "run two local demo jobs and watch them to the end", [common])
     p.add_argument("--interval", type=float, default=1.0)
     return parser
@@ -426,7 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     from jobmon.registry import RegistryError
 
-    args = build_parser().parse_args(argv)
+    raw = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(raw)
+    args.argv_tail = raw[1:]  # the command's own words, for a rearm line that repeats them
     try:
         return args.func(args)
     except Failure as exc:
@@ -440,4 +643,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def watch_main() -> int:
+    os.environ.setdefault("JOBMON_PROG", "jobmon-watch")
     return main(["watch", *sys.argv[1:]])

@@ -18,6 +18,8 @@ from jobmon.jobtype import (  # noqa: F401  (the records are config's vocabulary
     BATCH_VARS, BUILTIN_PATTERNS, CATEGORIES, CHECK_VARS, RESULT_VARS, STANDARD_FIELDS, Delegate, Discover,
     FieldSpec, JobType, JsonSpec, Pattern, Probe, build, build_patterns,
 )
+from jobmon.settings import Settings  # config.Settings too: plan and the tests name it so
+from jobmon.where import ConfigError, Where  # config.ConfigError too: cli and the tests catch it so
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "interval": 30.0,
@@ -35,27 +37,7 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 
 
-class ConfigError(Exception):
-    """One line: ``file: key.path: problem``."""
-
-
 # ---------------------------------------------------------------- typed records
-
-
-@dataclass(frozen=True)
-class Settings:
-    interval: float
-    timeout: float
-    action_timeout: float
-    max_parallel: int  # checks (and actions) at once against one host
-    max_parallel_total: int  # the same, over all hosts together
-    unreachable_after: int
-    lost_after: float
-    aggregate_after: int
-    max_line: int
-    ssh: tuple[str, ...]
-    max_read: int  # bytes of a growing file read per check at most
-    hosts: tuple[str, ...]  # where `jobmon discover` looks when no --host is given
 
 
 @dataclass(frozen=True)
@@ -229,63 +211,24 @@ def _copy(value: Any) -> Any:
 # ---------------------------------------------------------------- building
 
 
-class _Where:
-    """Turns a key path into the ``file: key.path`` prefix of an error: a job type's key under the
-    type's name, a cluster's override (``moved``: merged key -> the cluster's key) under its
-    ``clusters.NAME.`` path."""
-
-    def __init__(
-        self,
-        origins: Mapping[tuple[str, ...], str],
-        prefix: tuple[str, ...],
-        moved: Mapping[tuple[str, ...], tuple[str, ...]] | None = None,
-    ):
-        self.origins, self.prefix, self.moved = origins, prefix, moved or {}
-
-    def _origin(self, full: tuple[str, ...]) -> tuple[str, ...] | None:
-        for n in range(len(full), 0, -1):
-            if full[:n] in self.origins:
-                return full[:n]
-        return None
-
-    def newer(self, a: tuple[str, ...], b: tuple[str, ...]) -> bool:
-        """Whether ``a`` was set by a later file (or later in the same file) than ``b``."""
-        ka, kb = self._origin(self.prefix + a), self._origin(self.prefix + b)
-        if ka is None or kb is None:
-            return False
-        keys = list(self.origins)
-        return keys.index(ka) > keys.index(kb)
-
-    def error(self, rel: tuple[str, ...], message: str) -> ConfigError:
-        full = self.prefix + rel
-        key = self._origin(full)
-        if key is None:
-            return ConfigError(f"config: {'.'.join(full)}: {message}")
-        name = self.origins[key]
-        shown = self.moved.get(key, key) + full[len(key):]
-        if shown[0] == "types":
-            shown = shown[1:]
-        return ConfigError(f"{name}: {'.'.join(shown)}: {message}")
-
-
 def _build(raw: dict[str, Any], origins: dict, files: tuple[str, ...]) -> Config:
-    settings = _settings(raw["settings"], _Where(origins, ("settings",)))
+    settings = _settings(raw["settings"], Where(origins, ("settings",)))
     for name, body in raw["types"].items():
         others = [t for t, b in raw["types"].items() if t != name and "check" in b]
         if "check" not in body and _near(name, others):
             # An override of a misspelled type would otherwise read as a new, incomplete type.
-            raise _Where(origins, ("types", name)).error((), f"{_unknown_type(name, others)}: a new job type needs check and states")
+            raise Where(origins, ("types", name)).error((), f"{_unknown_type(name, others)}: a new job type needs check and states")
     common = _common(raw, origins)
     types = {
-        name: build(name, body, settings, _Where(origins, ("types", name)), origins, common)
+        name: build(name, body, settings, Where(origins, ("types", name)), origins, common)
         for name, body in raw["types"].items()
     }
     for name, jtype in types.items():
         if jtype.delegate is not None and jtype.delegate.type not in types:
-            raise _Where(origins, ("types", name)).error(("delegate", "type"), _unknown_type(jtype.delegate.type, types))
+            raise Where(origins, ("types", name)).error(("delegate", "type"), _unknown_type(jtype.delegate.type, types))
     clusters = []
     for cname, body in raw["clusters"].items():
-        where = _Where(origins, ("clusters", cname))
+        where = Where(origins, ("clusters", cname))
         if not body.get("hosts"):
             raise where.error(("hosts",), "a cluster needs at least one host glob")
         for tname in body.get("types", {}):
@@ -331,17 +274,17 @@ def _build_for_clusters(
         for rel in scratch:
             moved[("types", type_name) + rel] = ("clusters", cname, "types", type_name) + rel
             _set(merged_origins, ("types", type_name) + rel, origins[moved[("types", type_name) + rel]])
-    settings = _settings(settings_raw, _Where(merged_origins, ("settings",), moved))
-    where = _Where(merged_origins, ("types", type_name), moved)
+    settings = _settings(settings_raw, Where(merged_origins, ("settings",), moved))
+    where = Where(merged_origins, ("types", type_name), moved)
     return build(type_name, body, settings, where, merged_origins, _common(raw, origins)), settings
 
 
 def _common(raw: Mapping[str, Any], origins: Mapping) -> tuple[Pattern, ...]:
     """Diagnosis patterns of monitor.yaml, tried after each type's own."""
-    return build_patterns(raw.get("diagnosis", []), "diagnosis", _Where(origins, ()))
+    return build_patterns(raw.get("diagnosis", []), "diagnosis", Where(origins, ()))
 
 
-def _settings(raw: Mapping[str, Any], where: _Where) -> Settings:
+def _settings(raw: Mapping[str, Any], where: Where) -> Settings:
     values = {**DEFAULT_SETTINGS, **raw}
     for key in ("interval", "timeout", "action_timeout", "lost_after"):
         if values[key] <= 0:

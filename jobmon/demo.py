@@ -1,14 +1,15 @@
-"""``jobmon demo``: two short local jobs, one that succeeds and one that fails, watched to the end.
+"""``jobmon demo``: two short local jobs, one that succeeds and one that fails.
 
 Needs no cluster: the jobs are processes on this machine, followed by the ``local`` job type
-from checkers.d/ exactly as a real job type is.
+from checkers.d/ exactly as a real job type is. ``cli`` registers and watches them.
 """
 from __future__ import annotations
 
-import argparse
-import sys
-import tempfile
+import shlex
 from pathlib import Path
+from typing import NamedTuple
+
+from jobmon import run
 
 JOBS = (
     ("demo: calibrate and export", "echo calibrating; sleep 3; echo 'exported to /tmp/demo-model'"),
@@ -17,31 +18,22 @@ JOBS = (
 )
 
 
-def main(args: argparse.Namespace) -> int:
-    from jobmon import cli, run
+class DemoJob(NamedTuple):
+    pid: int
+    description: str
+    exit_file: Path
+    log: Path
 
-    root = Path(args.root or tempfile.mkdtemp(prefix="jobmon-demo-"))
-    session = args.session or "demo"
-    common = ["--root", str(root), "--session", session] + (["--json"] if args.json else [])
-    if args.config:
-        common += ["--config", args.config]
-    work = root / "demo-jobs"
+
+def start(work: Path) -> list[DemoJob]:
+    """Start the demo's jobs in ``work``."""
     work.mkdir(parents=True, exist_ok=True)
+    jobs = []
     for n, (desc, script) in enumerate(JOBS):
         log, code = work / f"job{n}.log", work / f"job{n}.exit"
         # The wrapper's pid is the job: it writes the exit code before it ends, so a gone pid
         # with no exit file really means the code was never recorded.
-        wrapper = f"( {script} ) > {_q(log)} 2>&1; echo $? > {_q(code)}"
+        wrapper = f"( {script} ) > {shlex.quote(str(log))} 2>&1; echo $? > {shlex.quote(str(code))}"
         pid = run.spawn(["bash", "-c", wrapper], str(work / "spawn.log"))
-        status = cli.main(["add", "--type", "local", "--id", str(pid), "--file", str(code),
-                           "--field", f"log={log}", "--desc", desc, *common])
-        if status:
-            return status
-    print(f"demo: registry {root}/.claude/agents/{session}/active_jobs.json", file=sys.stderr)
-    return cli.main(["watch", "--interval", str(args.interval), *common])
-
-
-def _q(path: Path) -> str:
-    import shlex
-
-    return shlex.quote(str(path))
+        jobs.append(DemoJob(pid, desc, code, log))
+    return jobs

@@ -2,7 +2,8 @@
 
 A coding agent's Monitor tool turns each stdout line into a notification and cuts lines at 500
 characters, so a line is bounded here, control characters never split it, and it is flushed at
-once. Logs go to stderr through loguru, never here.
+once. Logs go to stderr through loguru, never here. Events travel through the session's event
+log as JSON (``to_json`` / ``from_json``); the line is made when a reader prints it.
 """
 from __future__ import annotations
 
@@ -11,15 +12,33 @@ import re
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import IO, Any, Mapping
+from typing import IO, Any, Callable, Mapping, NamedTuple
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+JOBS_DETAIL = 160  # a digest's or host line's detail, shortened to leave room for the jobs it names
 _STEP = re.compile(r"\[[^\]]*\](?=@\d+$|$)|@\d+$")
+
+
+class JobRef(NamedTuple):
+    """One job named by a digest or a host line: who, and where it went."""
+
+    type: str
+    id: str
+    host: str
+    before: str | None
+    after: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.id}@{self.host}" if self.host else self.id
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "id": self.id, "host": self.host, "from": self.before, "to": self.after}
 
 
 @dataclass(frozen=True)
 class Event:
-    kind: str  # "state" | "event" | "summary" | "changes" | "error"
+    kind: str  # "state" | "event" | "changes" | "summary" | "rearm" | "error"
     type: str = ""
     id: str = ""
     host: str = ""
@@ -32,6 +51,8 @@ class Event:
     replayed: bool = False
     counts: Mapping[str, int] | None = None
     time: datetime = field(default_factory=datetime.now)
+    jobs: tuple[JobRef, ...] = ()  # a digest's jobs, or the jobs behind a host's UNREACHABLE
+    seq: int = 0  # its place in the session's event log (0: not logged)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -44,7 +65,27 @@ class Event:
             out["replayed"] = True
         if self.counts is not None:
             out["counts"] = dict(self.counts)
+        if self.jobs:
+            out["jobs"] = [j.to_json() for j in self.jobs]
+        if self.seq:
+            out["seq"] = self.seq
         return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "Event":
+        """An event as the log keeps it. Raises ValueError for a line that is not one."""
+        try:
+            jobs = tuple(JobRef(str(j["type"]), str(j["id"]), str(j["host"]), j.get("from"), str(j["to"]))
+                         for j in data.get("jobs", ()))
+            counts = data.get("counts")
+            return cls(kind=str(data["kind"]), type=str(data.get("type", "")), id=str(data.get("id", "")),
+                       host=str(data.get("host", "")), description=str(data.get("description", "")),
+                       before=data.get("from"), after=data.get("to"), terminal=bool(data.get("terminal")),
+                       outcome=data.get("outcome"), detail=str(data.get("detail", "")),
+                       replayed=bool(data.get("replayed")), counts=dict(counts) if isinstance(counts, dict) else None,
+                       time=datetime.fromisoformat(str(data["time"])), jobs=jobs, seq=int(data.get("seq", 0)))
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not an event: {exc}") from None
 
 
 def display_name(name: str) -> str:
@@ -74,10 +115,15 @@ def clip_middle(text: str, limit: int) -> str:
 
 def format_text(event: Event, max_line: int = 400) -> str:
     stamp = event.time.strftime("%H:%M:%S")
-    if event.kind in ("summary", "changes", "error"):
+    if event.kind == "changes":
+        return _fit(len(event.jobs), lambda n: f"{stamp} {event.detail}: {_named(event.jobs, n)}", max_line)
+    if event.kind in ("summary", "error", "rearm"):
         return clip(f"{stamp} {event.detail}", max_line)
-    who = event.id if not event.host else f"{event.id}@{event.host}"
-    head = f"{stamp} {event.type} {clip(who, 80)}"
+    if event.id:
+        who = event.id if not event.host else f"{event.id}@{event.host}"
+        head = f"{stamp} {event.type} {clip(who, 80)}"
+    else:  # a host's line (UNREACHABLE, RECOVERED): the detail counts its jobs
+        head = f"{stamp} host {clip(event.host or 'localhost', 80)}"
     if event.description:
         head += f' "{clip(event.description, 60)}"'
     if event.kind == "state":
@@ -92,20 +138,56 @@ def format_text(event: Event, max_line: int = 400) -> str:
     return clip(line + tail, max_line)
 
 
+def _named(jobs: tuple[JobRef, ...], n: int) -> str:
+    """The first ``n`` jobs with where each went, then how many more."""
+    shown = [f"{clip(j.label, 60)} {display_name(j.after)}" for j in jobs[:n]]
+    if len(jobs) > n:
+        shown.append(f"+{len(jobs) - n} more")
+    return ", ".join(shown)
+
+
+def _fit(total: int, build: Callable[[int], str], max_line: int) -> str:
+    """``build(n)`` for the largest ``n`` (of ``total``) whose line fits, found by halving: a
+    digest of 500 jobs is not built 500 times."""
+    low, high = 0, total
+    while low < high:
+        mid = (low + high + 1) // 2
+        if len(build(mid)) <= max_line:
+            low = mid
+        else:
+            high = mid - 1
+    line = build(low)
+    return line if len(line) <= max_line else clip(line, max_line)
+
+
 def format_json(event: Event, max_line: int = 400) -> str:
     data = event.to_json()
     for key in ("description", "detail", "id", "host"):
         if isinstance(data[key], str):
             data[key] = one_line(data[key])
-    line = json.dumps(data, ensure_ascii=False)
+    if event.jobs:  # as many of the jobs as the line allows, and how many more there are
+        data["detail"] = clip_middle(data["detail"], JOBS_DETAIL)
+        data["jobs"] = [j.to_json() for j in event.jobs]
+        if len(_dumps(data)) > max_line:
+            data.pop("counts", None)  # named jobs say more than counts of moves
+
+        def build(n: int) -> str:
+            data["jobs"] = [j.to_json() for j in event.jobs[:n]]
+            data["more"] = len(event.jobs) - n
+            return _dumps(data)
+
+        _fit(len(event.jobs), build, max_line)
+        if not data["more"]:
+            del data["more"]
+    line = _dumps(data)
     # Shrink the free-text fields until the line fits: the description first (to a readable
     # size), then the detail, then the rest.
     if len(line) > max_line and "counts" in data:  # the detail says the same in words
         del data["counts"]
-        line = json.dumps(data, ensure_ascii=False)
+        line = _dumps(data)
     if len(line) > max_line:
         data["description"] = clip(data["description"], 80)
-        line = json.dumps(data, ensure_ascii=False)
+        line = _dumps(data)
     for key in ("detail", "description", "id", "host"):
         if len(line) <= max_line:
             break
@@ -113,8 +195,13 @@ def format_json(event: Event, max_line: int = 400) -> str:
         value = data[key]
         cut = clip_middle if key == "detail" else clip
         data[key] = cut(value, max(len(value) - excess - 8, 0))
-        line = json.dumps(data, ensure_ascii=False)
+        line = _dumps(data)
     return line
+
+
+def _dumps(data: Mapping[str, Any]) -> str:
+    """Compact: every character of a 400-character line goes to what it says."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 class Printer:

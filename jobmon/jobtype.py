@@ -2,16 +2,16 @@
 
 ``config`` finds and merges the YAML layers; this module turns one job type's merged mapping
 into a ``JobType`` whose regexes are compiled and whose templates are parsed, or raises the
-one-line ``file: key.path: problem`` error through the ``where`` it is given.
+one-line ``file: key.path: problem`` error through the ``where`` (a ``where.Where``) it is given.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
-if TYPE_CHECKING:
-    from jobmon.config import Settings, _Where
+from jobmon.settings import Settings
+from jobmon.where import Where
 
 STANDARD_FIELDS = ("type", "id", "host", "user", "file", "description", "submitted")
 CATEGORIES = ("missing", "pending", "running", "success", "failure")
@@ -151,7 +151,7 @@ class JobType:
 # ---------------------------------------------------------------- building
 
 
-def _regex(text: str, where: _Where, rel: tuple[str, ...], groups: Iterable[str] = ()) -> re.Pattern[str]:
+def _regex(text: str, where: Where, rel: tuple[str, ...], groups: Iterable[str] = ()) -> re.Pattern[str]:
     try:
         pattern = re.compile(text)
     except re.error as exc:
@@ -162,7 +162,7 @@ def _regex(text: str, where: _Where, rel: tuple[str, ...], groups: Iterable[str]
     return pattern
 
 
-def _template(text: str | None, allowed: Iterable[str], where: _Where, rel: tuple[str, ...], *, shell: bool) -> Any:
+def _template(text: str | None, allowed: Iterable[str], where: Where, rel: tuple[str, ...], *, shell: bool) -> Any:
     if text is None:
         return None
     from jobmon import template
@@ -173,7 +173,7 @@ def _template(text: str | None, allowed: Iterable[str], where: _Where, rel: tupl
         raise where.error(rel, str(exc)) from None
 
 
-def build_patterns(raw: list[Mapping[str, Any]], key: str, where: _Where) -> tuple[Pattern, ...]:
+def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tuple[Pattern, ...]:
     out: list[Pattern] = []
     for i, item in enumerate(raw):
         at = (key, str(i))
@@ -203,7 +203,7 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: _Where) -> tup
     return tuple(out)
 
 
-def _probe(check: Mapping[str, Any], key: str, job_vars: set[str], type_vars: Mapping[str, str], where: _Where) -> Probe:
+def _probe(check: Mapping[str, Any], key: str, job_vars: set[str], type_vars: Mapping[str, str], where: Where) -> Probe:
     """A check (or fallback): how to ask, and how to read the answer."""
     ways = [k for k in ("command", "batch", "read") if check.get(k)]
     if not ways:
@@ -246,7 +246,7 @@ def _probe(check: Mapping[str, Any], key: str, job_vars: set[str], type_vars: Ma
     return probe
 
 
-def build(name: str, body: Mapping[str, Any], settings: Settings, where: _Where, origins: Mapping,
+def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, origins: Mapping,
               common: tuple[Pattern, ...] = ()) -> JobType:
     fields = {"id": FieldSpec("id", True, None, "", "")}
     for fname, spec in body.get("fields", {}).items():

@@ -1,11 +1,14 @@
 """Jobs -> check groups: one batched command per (type, host), chunked; else one per job."""
 from __future__ import annotations
 
-from typing import Iterable, NamedTuple
+from typing import TYPE_CHECKING, Iterable, NamedTuple
 
 from jobmon import template
 from jobmon.config import Config, JobType, Probe, Settings
 from jobmon.registry import Job
+
+if TYPE_CHECKING:
+    from jobmon.rules import Change
 
 
 class Group(NamedTuple):
@@ -80,3 +83,17 @@ def command(group: Group, probe: Probe | None = None) -> str:
     if probe.read is not None:
         return template.render(probe.read, values)
     return template.render(probe.command, values)
+
+
+def blank_values(jtype: JobType) -> dict[str, str]:
+    """Every name a result template may use and a check may not have captured, as ""."""
+    names = {g for r in jtype.check.regexes for g in r.groupindex} | {g for p in jtype.events for g in p.regex.groupindex}
+    names |= set(jtype.check.json.fields) if jtype.check.json else set()
+    return {name: "" for name in names}
+
+
+def result_values(job: Job, jtype: JobType, change: "Change") -> dict[str, object]:
+    """What ``detail``, ``on_complete`` and ``on_failure`` see for a change of a job."""
+    return {**blank_values(jtype), "delegate": "", **job_values(job, jtype), **(job.book.captured or {}),
+            **change.groups, "state": change.after, "previous": change.before, "outcome": change.outcome,
+            "groups": dict(change.groups), "ssh": ""}

@@ -234,14 +234,19 @@ def with_status(job: Job, status: str, book: Book) -> Job:
 
 
 class WatchLock:
-    """Held by the one watcher of a registry for its whole life; the kernel frees it on death."""
+    """Held by the one poller of a registry for its whole life; the kernel frees it on death.
+
+    The lock is an ``flock`` on ``watch.lock``, which also holds the poller's pid. A process
+    that starts a detached poller takes the lock first and hands it over (the child inherits
+    the open file, ``adopt``), so no other process can slip in between.
+    """
 
     def __init__(self, registry: Registry) -> None:
         self.path = registry.watch_lock_path
         self._file: Any = None
 
     def acquire(self) -> int | None:
-        """Take the lock and return None, or return the pid of the watcher that holds it."""
+        """Take the lock and return None, or return the pid of the poller that holds it."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")
         try:
@@ -253,12 +258,31 @@ class WatchLock:
             text = handle.read().strip()
             handle.close()
             return int(text) if text.isdigit() else -1
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"{os.getpid()}\n")
-        handle.flush()
         self._file = handle
+        self.write_pid(os.getpid())
         return None
+
+    def adopt(self, fd: int) -> None:
+        """Hold the lock through a descriptor inherited from the process that took it."""
+        handle = open(fd, "a+", closefd=True)
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the same open file: never blocks
+        os.set_inheritable(fd, False)  # checks and their lingering ssh masters must not hold it
+        self._file = handle
+        self.write_pid(os.getpid())
+
+    def fileno(self) -> int:
+        assert self._file is not None, "the lock is not held"
+        return int(self._file.fileno())
+
+    def write_pid(self, pid: int) -> None:
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"{pid}\n")
+        self._file.flush()
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None
 
     def release(self) -> None:
         if self._file is not None:

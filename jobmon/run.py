@@ -154,15 +154,19 @@ def _kill_group(pgid: int | None) -> None:
         pass
 
 
-def spawn(argv: list[str], log_path: str) -> int:
+def spawn(argv: list[str], log_path: str, *, pass_fds: tuple[int, ...] = ()) -> int:
     """Start a detached background process (its own session), stdout/stderr to ``log_path``.
 
-    Used for ``jobmon add --watch`` and the demo's jobs; returns the pid.
+    Used for the detached poller (``pass_fds``: the watch lock it inherits) and the demo's
+    jobs; returns the pid.
     """
     import subprocess
 
-    with open(os.devnull, "rb") as devnull, open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            argv, stdin=devnull, stdout=log, stderr=log, start_new_session=True, close_fds=True
-        )
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        with open(os.devnull, "rb") as devnull:
+            proc = subprocess.Popen(argv, stdin=devnull, stdout=fd, stderr=fd, start_new_session=True,
+                                    close_fds=True, pass_fds=pass_fds)
+    finally:
+        os.close(fd)
     return proc.pid

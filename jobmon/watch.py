@@ -1,50 +1,39 @@
-"""The cycle: plan the due checks, run them, apply the rules, act, report, write back.
+"""The poller's cycle: plan the due checks, run them, apply the rules, act, log, write back.
 
 A terminal job is handled in two steps so that no terminal event is lost to a crash: first the
 registry records the claimed final state (``jobmon.final``), then the actions run and the event
-is printed, then the job moves to history. A watcher that finds a claimed final state at start
-prints it again, marked ``replayed``: at least once, and a repeat says so.
+is appended to the session's event log, then the job moves to history. A poller that finds a
+claimed final state at start logs it, marked ``replayed``, only if the log does not hold it yet:
+followers print each end once.
 """
 from __future__ import annotations
 
-import os
 import threading
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from loguru import logger
 
 from jobmon import plan as planner
-from jobmon import findings, logfile, parallel, rules, run, template
+from jobmon import digest, finish, findings, logfile, parallel, rules, run
 from jobmon.config import Config, JobType
-from jobmon.events import Event, Printer, clip, display_name, one_line
+from jobmon.eventlog import EventLog
+from jobmon.events import Event, clip, one_line
 from jobmon.registry import Invalid, Job, Registry
-from jobmon.report import summarize
 
 BACKOFF_CAP = 600.0  # seconds: a host that keeps failing is still asked every ten minutes
-ACTION_TAIL = 4096  # characters of an action's output kept in history
-CAUSE_LIMIT = 200  # characters of a failure's cause in its event
-
-
-@dataclass
-class Outcome:
-    """What a finished job leaves: its final event and its history record."""
-
-    event: Event
-    record: dict[str, Any]
 
 
 @dataclass
 class Watcher:
     config: Config
     registry: Registry
-    printer: Printer
+    log: EventLog
     interval: float | None = None  # --interval: wins over every configured interval
+    echo: Callable[[list[Event]], None] | None = None  # also shown at once (``jobmon status``)
     stop: threading.Event = field(default_factory=threading.Event)
-    finished: list[str] = field(default_factory=list)  # categories of jobs this run saw end
-    metrics: list[str] = field(default_factory=list)  # results of the jobs this run saw complete
     _due: dict[tuple[str, str], float] = field(default_factory=dict)
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _reported: set[str] = field(default_factory=set)
@@ -99,7 +88,7 @@ class Watcher:
         none (a log that never said its Slurm job) or one its type would refuse."""
         d = jtype.delegate
         assert d is not None
-        values = {**_blank(jtype), **planner.job_values(job, jtype), **extra}
+        values = {**planner.blank_values(jtype), **planner.job_values(job, jtype), **extra}
         other = Job(d.type, d.id.render(values).strip(), host=d.host.render(values).strip(), user=job.user)
         other_type, _ = self.config.resolve(other.type, other.host)
         if not other.id or other_type.problem({"id": other.id, "host": other.host}) is not None:
@@ -256,8 +245,9 @@ class Watcher:
                                                              parts=dict(obs.parts or {}) or None))
             seen[job.key] = (job, jtype, step)
 
-        events: list[Event] = []
+        moved: list[tuple[Job, JobType, rules.Change]] = []
         claimed: list[tuple[Job, JobType, rules.Change]] = []
+        logged = self.log.last_seq()
         with self.registry.transaction() as entries:
             for i, entry in enumerate(entries):
                 if not isinstance(entry, Job) or entry.key not in seen:
@@ -268,77 +258,32 @@ class Watcher:
                 final = next((c for c in step.changes if c.terminal), None)
                 book = step.book
                 if final is not None:
-                    book = book._replace(final=_claim(final, now))
+                    book = book._replace(final=finish.claim(final, now, logged))
                     claimed.append((entry, jtype, final))
                 entries[i] = replace(entry, last_status=step.status, book=book)
-                events += [self._event(entry, jtype, c, now) for c in step.changes if not c.terminal]
+                moved += [(entry, jtype, c) for c in step.changes if not c.terminal]
 
         outcomes = self._finish(claimed, now)
-        self._emit(events, [o.event for o in outcomes])
+        hosts = digest.by_host([(j, c) for j, _, c in moved if c.kind in ("unreachable", "recovered")], now)
+        changes = [finish.event_for(j, t, c, now) for j, t, c in moved if c.kind not in ("unreachable", "recovered")]
+        self._say(digest.fold(hosts + changes + [o.event for o in outcomes], self.config.settings.aggregate_after))
         self._to_history(outcomes)
 
-    def _event(self, job: Job, jtype: JobType, change: rules.Change, now: datetime, extra: str = "") -> Event:
-        detail = change.why
-        if change.kind == "state" and jtype.detail is not None and change.groups:
-            values = _result_values(job, jtype, change)
-            try:
-                detail = one_line(jtype.detail.render(values))
-            except Exception as exc:  # a group the regex did not capture this time
-                logger.warning("{}: detail template: {}", jtype.name, exc)
-        if extra:
-            detail = f"{detail}; {extra}" if detail else extra
-        return Event(kind="state" if change.kind == "state" else "event", type=job.type, id=job.id,
-                     host=job.host, description=job.description, before=change.before or None,
-                     after=change.after, terminal=change.terminal, outcome=change.outcome, detail=detail, time=now)
+    def _say(self, events: list[Event]) -> None:
+        """Into the event log first; then, for ``jobmon status``, on the screen."""
+        logged = self.log.append(events)
+        if self.echo is not None and logged:
+            self.echo(logged)
 
     # ------------------------------------------------------------ terminal jobs
 
-    def _finish(self, claimed: list[tuple[Job, JobType, rules.Change]], now: datetime) -> list[Outcome]:
-        return parallel.map_by_host(claimed, lambda c: c[0].host, lambda c: self._outcome(*c, now),
+    def _finish(self, claimed: list[tuple[Job, JobType, rules.Change]], now: datetime) -> list[finish.Outcome]:
+        return parallel.map_by_host(claimed, lambda c: c[0].host, lambda c: finish.outcome(self.config, *c, now),
                                     limit=lambda c: self.config.resolve(c[1].name, c[0].host)[1].max_parallel,
                                     total=self.config.settings.max_parallel_total,
                                     name="action")
 
-    def _outcome(self, job: Job, jtype: JobType, change: rules.Change, now: datetime) -> Outcome:
-        acting, acting_type = job, jtype
-        if change.groups.get("delegate_type") in self.config.types:
-            # The other type gave the verdict: its actions know where that job's output is.
-            acting = Job(change.groups["delegate_type"], change.groups["delegate_id"],
-                         host=change.groups.get("delegate_host", ""), user=job.user)
-            acting_type, _ = self.config.resolve(acting.type, acting.host)
-        action = acting_type.on_complete if change.outcome == "success" else acting_type.on_failure
-        output, distilled, found = "", "", []
-        if action is not None:
-            _, settings = self.config.resolve(acting.type, acting.host)
-            other = rules.Change(change.kind, change.before, change.groups.get("delegate_state", change.after),
-                                 change.terminal, change.outcome, change.groups)
-            values = {**_result_values(acting, acting_type, other if acting is not job else change),
-                      **planner.common_values(settings, acting_type)}
-            command = template.render(action, values)
-            result = run.run(command, acting_type.action_timeout)
-            full = rules.clean(result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))
-            output = full[-ACTION_TAIL:]
-            if result.ok or result.stdout.strip():
-                if change.outcome == "failure":  # the cause short enough to leave room for the log's path
-                    distilled = clip(findings.diagnose(full, acting_type.diagnosis) or distill(rules.clean(result.stdout)), CAUSE_LIMIT)
-                    where = findings.log_path(full, acting_type.log)
-                    distilled += f" (log: {where})" if where else ""
-                else:
-                    found = findings.metrics(rules.clean(result.stdout), acting_type.metrics)
-                    distilled = ", ".join(t for t, _ in found) if acting_type.metrics else distill(rules.clean(result.stdout))
-            else:
-                which = "on_complete" if change.outcome == "success" else "on_failure"
-                distilled = f"{which} failed: {result.why()}"
-        event = self._event(job, jtype, change, now, distilled)
-        self.finished.append(jtype.category(change.after) if change.after != rules.LOST else "failure")
-        self.metrics += [t for t, shown in found if shown]
-        record = {**job.to_dict(), "last_status": change.after, "outcome": change.outcome,
-                  "finished": now.isoformat(timespec="seconds"), "detail": event.detail,
-                  "metrics": [t for t, _ in found], "action_output": output}
-        record.pop("jobmon", None)
-        return Outcome(event, record)
-
-    def _to_history(self, outcomes: list[Outcome]) -> None:
+    def _to_history(self, outcomes: list[finish.Outcome]) -> None:
         if not outcomes:
             return
         self.registry.append_history([o.record for o in outcomes])  # first: a crash here repeats, never loses
@@ -347,130 +292,68 @@ class Watcher:
             entries[:] = [e for e in entries if not (isinstance(e, Job) and e.key in gone)]
 
     def replay_claimed(self) -> None:
-        """Finish terminal jobs a killed watcher claimed but never moved to history."""
-        jobs = [e for e in self.registry.read() if isinstance(e, Job) and e.book.final]
-        outcomes = []
+        """Finish terminal jobs a killed poller claimed but never moved to history. Their end is
+        logged again (marked ``replayed``) only if the log does not hold it yet."""
+        jobs = [e for e in self.registry.read() if isinstance(e, Job) and e.book.final and e.type in self.config.types]
+        if not jobs:
+            return
+        outcomes, new = [], []
         for job in jobs:
-            final = dict(job.book.final or {})
-            if job.type not in self.config.types:
-                continue
             jtype, _ = self.config.resolve(job.type, job.host)
-            change = rules.Change("state", str(final.get("from", "")), str(final.get("to", job.last_status)),
-                                  True, final.get("outcome"), final.get("groups", {}))  # type: ignore[arg-type]
-            outcome = self._outcome(job, jtype, change, datetime.now())
-            outcome.event = replace(outcome.event, replayed=True)
-            outcomes.append(outcome)
-        self._emit([], [o.event for o in outcomes])
+            done = finish.outcome(self.config, job, jtype, finish.claimed_change(job), datetime.now())
+            outcomes.append(done)
+            if not self._logged(job, job.book.final or {}):
+                new.append(replace(done.event, replayed=True))
+        self._say(new)
         self._to_history(outcomes)
 
-    # ------------------------------------------------------------ output
-
-    def _emit(self, changes: list[Event], finals: list[Event]) -> None:
-        """One line per event while few jobs changed in a cycle. When more than
-        ``aggregate_after`` jobs did, failures keep their own lines (that many at most) and
-        everything else becomes one digest line, so a flood is one notification."""
-        limit = self.config.settings.aggregate_after
-        everything = changes + finals
-        if len({(e.type, e.id, e.host) for e in everything}) <= limit:
-            for event in everything:
-                self.printer.emit(event)
-            return
-        failures = [e for e in finals if e.outcome == "failure"][:limit]
-        for event in failures:
-            self.printer.emit(event)
-        rest = [e for e in everything if e not in failures]
-        moves: dict[str, int] = {}
-        for e in rest:
-            move = f"{e.before or 'NEW'} -> {e.after}" if e.kind == "state" else display_name(e.after or "")
-            moves[move] = moves.get(move, 0) + 1
-        text = ", ".join(f"{n} {m}" for m, n in sorted(moves.items(), key=lambda kv: -kv[1]))
-        self.printer.emit(Event(kind="changes", detail=f"{len(rest)} more changes: {text}", counts=moves))
+    def _logged(self, job: Job, final: Mapping[str, Any]) -> bool:
+        since = final.get("seq")
+        if not isinstance(since, int):
+            return False  # claimed by a jobmon without an event log
+        return any(e.kind == "state" and e.terminal and (e.type, e.id, e.host) == job.key
+                   for e in self.log.since(since))
 
     def _unusable(self, entries: Iterable[Any]) -> set[tuple[str, str, str]]:
-        """Entries jobmon cannot watch: said once per watcher, left in the registry as they are.
-
-        A job's values are checked again here, not only at ``jobmon add``: agents may write the
-        registry directly, and a host such as ``-oProxyCommand=…`` must never reach ssh.
-        """
+        """Entries jobmon cannot watch: said once per poller, left in the registry as they are."""
         bad: set[tuple[str, str, str]] = set()
         for entry in entries:
-            if isinstance(entry, Invalid):
-                problem = f"{self.registry.path}: {entry.reason}; left as it is"
-            elif entry.type not in self.config.types:
-                problem = f"job {clip(entry.id, 24)}: unknown job type '{entry.type}'; left as it is in {self.registry.path}"
-            else:
-                jtype, _ = self.config.resolve(entry.type, entry.host)
-                reason = jtype.problem({k: str(v) for k, v in entry.values().items() if k in jtype.fields or k in ("host", "user")})
-                if reason is None:
-                    continue
-                problem = f"job {clip(entry.id, 24)}: {reason}; not watched, left as it is in {self.registry.path}"
+            problem = unwatchable(self.config, self.registry, entry)
+            if problem is None:
+                continue
             if isinstance(entry, Job):
                 bad.add(entry.key)
             if problem not in self._reported:
                 self._reported.add(problem)
                 logger.error(problem)
-                self.printer.emit(Event(kind="error", detail=problem))
+                self._say([Event(kind="error", detail=problem)])
         return bad
 
     def watchable(self, active: list[Job]) -> list[Job]:
         unusable = self._unusable(active)
         return [j for j in active if j.key not in unusable]
 
-    def summary_event(self, active: list[Job]) -> Event:
-        categories = list(self.finished)
-        for job in active:
-            if job.type in self.config.types:
-                jtype, _ = self.config.resolve(job.type, job.host)
-                categories.append("unreachable" if job.book.unreachable else jtype.category(job.last_status) if job.last_status else "pending")
-            else:
-                categories.append("unknown")
-        summary = summarize(categories, self.metrics)
-        return Event(kind="summary", detail=summary.text(), counts=summary.counts)
 
-    # ------------------------------------------------------------ the loop
+def unwatchable(config: Config, registry: Registry, entry: Job | Invalid) -> str | None:
+    """Why jobmon cannot watch this entry (one line), or None.
 
-    def loop(self, *, once: bool = False) -> None:
-        self.replay_claimed()
-        stamp = None
-        while not self.stop.is_set():
-            active = self.cycle()
-            if once or not self.watchable(active):
-                self.printer.emit(self.summary_event(active))
-                return
-            stamp = self._sleep(stamp)
-
-    def _sleep(self, stamp: tuple[int, int] | None) -> tuple[int, int] | None:
-        """Until the next group is due, waking each second only to see if the registry changed."""
-        while not self.stop.is_set():
-            now = time.monotonic()
-            nearest = min(self._due.values(), default=now)
-            current = _stamp(self.registry.path)
-            if nearest <= now or (stamp is not None and current != stamp):
-                return current
-            stamp = current
-            self.stop.wait(min(nearest - now, 1.0))
-        return stamp
-
-
-def _stamp(path: os.PathLike[str]) -> tuple[int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
+    A job's values are checked again here, not only at ``jobmon add``: agents may write the
+    registry directly, and a host such as ``-oProxyCommand=…`` must never reach ssh.
+    """
+    if isinstance(entry, Invalid):
+        return f"{registry.path}: {entry.reason}; left as it is"
+    if entry.type not in config.types:
+        return f"job {clip(entry.id, 24)}: unknown job type '{entry.type}'; left as it is in {registry.path}"
+    jtype, _ = config.resolve(entry.type, entry.host)
+    reason = jtype.problem({k: str(v) for k, v in entry.values().items() if k in jtype.fields or k in ("host", "user")})
+    if reason is None:
         return None
-    return (st.st_mtime_ns, st.st_size)
+    return f"job {clip(entry.id, 24)}: {reason}; not watched, left as it is in {registry.path}"
 
 
-def _blank(jtype: JobType) -> dict[str, str]:
-    """Every name a result template may use and a check may not have captured, as ""."""
-    names = {g for r in jtype.check.regexes for g in r.groupindex} | {g for p in jtype.events for g in p.regex.groupindex}
-    names |= set(jtype.check.json.fields) if jtype.check.json else set()
-    return {name: "" for name in names}
-
-
-def _result_values(job: Job, jtype: JobType, change: rules.Change) -> dict[str, Any]:
-    return {**_blank(jtype), "delegate": "", **planner.job_values(job, jtype), **(job.book.captured or {}), **change.groups,
-            "state": change.after, "previous": change.before, "outcome": change.outcome,
-            "groups": dict(change.groups), "ssh": ""}
+def to_watch(config: Config, registry: Registry) -> list[Job]:
+    """The registered jobs a poller has work for (claimed ends to finish included)."""
+    return [e for e in registry.read() if isinstance(e, Job) and unwatchable(config, registry, e) is None]
 
 
 def _delegated(own: rules.Observation, other: rules.Observation, asked: Job, jtype: JobType,
@@ -487,16 +370,3 @@ def _delegated(own: rules.Observation, other: rules.Observation, asked: Job, jty
               "delegate_type": asked.type, "delegate_id": asked.id, "delegate_host": asked.host,
               "delegate_state": other.row.state}
     return own._replace(row=rules.Row(state, groups), error=None)
-
-
-def _claim(change: rules.Change, now: datetime) -> dict[str, Any]:
-    return {"from": change.before, "to": change.after, "outcome": change.outcome,
-            "groups": dict(change.groups), "at": now.isoformat(timespec="seconds")}
-
-
-def distill(output: str, limit: int = 200) -> str:
-    """An action's result in one line: its last non-empty line of output."""
-    for line in reversed(output.splitlines()):
-        if line.strip():
-            return one_line(line)[:limit]
-    return ""

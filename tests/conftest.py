@@ -202,6 +202,11 @@ class Home(NamedTuple):
         path = self.registry.with_name("history.jsonl")
         return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
 
+    def logged(self) -> list[dict[str, Any]]:
+        """The session's event log, every event in it."""
+        path = self.registry.with_name("events.jsonl")
+        return [json.loads(ln) for ln in path.read_text().splitlines()] if path.exists() else []
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
@@ -241,17 +246,30 @@ def jobmon(*args: str, timeout: float = 60, env: dict[str, str] | None = None) -
 
 
 def make_watcher(home: Home, cfg: Any = None, *, as_json: bool = True) -> tuple[Any, Any]:
-    """A Watcher over the home's registry, printing into a buffer that ``events`` drains."""
+    """A Watcher over the home's registry and event log; what it logs is also printed into a
+    buffer that ``events`` drains."""
     import io
 
     from jobmon import config
+    from jobmon.eventlog import EventLog
     from jobmon.events import Printer
     from jobmon.registry import Registry
     from jobmon.watch import Watcher
 
     out = io.StringIO()
     cfg = cfg or config.load(env={})
-    return Watcher(cfg, Registry(home.registry), Printer(as_json=as_json, stream=out), interval=0.01), out
+    printer = Printer(as_json=as_json, stream=out)
+    return Watcher(cfg, Registry(home.registry), EventLog(home.registry.with_name("events.jsonl")), interval=0.01,
+                   echo=lambda logged: [printer.emit(e) for e in logged]), out
+
+
+def summary(home: Home, cfg: Any = None) -> Any:
+    """The session summary, as a watch's last line gives it."""
+    from jobmon import config, report
+    from jobmon.registry import Registry
+
+    registry = Registry(home.registry)
+    return report.session(cfg or config.load(env={}), registry.read(), registry.history())
 
 
 def events(out: Any) -> list[dict[str, Any]]:

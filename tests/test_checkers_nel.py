@@ -14,7 +14,7 @@ import pytest
 
 from jobmon import config, rules
 from jobmon.registry import Job
-from conftest import FIXTURES, Cluster, FakeBin, Home, add, events, jobmon, make_watcher
+from conftest import FIXTURES, Cluster, FakeBin, Home, add, events, jobmon, make_watcher, summary
 
 NEL = FIXTURES / "nel"
 
@@ -245,8 +245,9 @@ def test_an_unreachable_cluster_is_a_failed_check_not_a_failed_job(home: Home, n
         assert (job["last_status"], job["jobmon"]["errors"], job["jobmon"]["last_error"]) == ("RUNNING", n, why)
     for _ in range(4):
         watcher.cycle(everything=True)
-    got = [(e["kind"], e["from"], e["to"], e["terminal"], e["outcome"], e["detail"]) for e in events(out)]
-    assert got == [("event", "RUNNING", "UNREACHABLE", False, None, why)]  # once, after unreachable_after
+    got = [(e["kind"], e["host"], e["to"], e["terminal"], e["outcome"], e["detail"], e["jobs"]) for e in events(out)]
+    assert got == [("event", "", "UNREACHABLE", False, None, f"1 nel job: {why}",  # once, after unreachable_after
+                    [{"type": "nel", "id": "6071829304152637", "host": "", "from": None, "to": "UNREACHABLE"}])]
     (job,) = home.jobs()
     assert (job["last_status"], job["jobmon"]["errors"], job["jobmon"]["unreachable"]) == ("RUNNING", 6, True)
     assert home.history() == [] and nel.calls("nel info") == []  # no on_failure: nothing failed
@@ -305,9 +306,8 @@ def test_success_carries_the_score_into_the_event_history_and_summary(home: Home
     assert active == [] and home.jobs() == []
     (record,) = home.history()
     assert (record["last_status"], record["outcome"], record["metrics"]) == ("SUCCESS", "success", ["mmlu_pro: 42.3%"])
-    summary = watcher.summary_event(active)
-    assert summary.detail == "1 of 1 completed (mmlu_pro: 42.3%)"
-    assert summary.counts == {"success": 1}
+    assert summary(home).text() == "1 job: 1 completed (mmlu_pro: 42.3%)"
+    assert summary(home).counts == {"completed": 1}
 
 
 def test_a_slurm_success_names_its_slurm_job_and_its_score(home: Home, nel: FakeBin, tmp_path: Path,
@@ -341,7 +341,7 @@ def test_failure_carries_the_diagnosis_and_the_log(home: Home, nel: FakeBin, tmp
     assert (record["last_status"], record["outcome"]) == ("FAILED", "failure")
     assert record["detail"] == f"{OOM} (log: {log})"
     assert record["action_output"].startswith(f"log: {log}\nLoading model\nTraceback")
-    assert watcher.summary_event(active).detail == "0 of 1 completed, 1 failed"
+    assert summary(home).text() == "1 job: 1 failed"
 
 
 # ---------------------------------------------------------------- the CLI
@@ -356,7 +356,7 @@ def test_status_through_the_cli(home: Home, nel: FakeBin, monkeypatch: pytest.Mo
     assert [ln[9:] for ln in ran.lines()] == [
         "nel 3f9c2a1b7d4e8f60: NEW -> RUNNING",
         "nel b7e41d09c2a35f18: NEW -> SUCCESS (mmlu_pro: 42.3%)",
-        "1 of 2 completed (mmlu_pro: 42.3%), 1 running",
+        "2 jobs: 1 completed (mmlu_pro: 42.3%), 1 running",
     ]
     assert status_calls(nel) == ["nel status b7e41d09c2a35f18 3f9c2a1b7d4e8f60 --json"]
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from jobmon import config, rules
 from jobmon.registry import Job
-from conftest import Cluster, FIXTURES, Home, add, events, jobmon, make_watcher
+from conftest import Cluster, FIXTURES, Home, add, events, jobmon, make_watcher, summary
 
 
 
@@ -55,7 +55,7 @@ def test_completion_carries_state_exit_elapsed_and_maxrss(home: Home, cluster: C
     (event,) = events(out)
     assert (event["to"], event["outcome"], event["detail"]) == ("COMPLETED", "success", "exit 0:0, 01:02:03; MaxRSS 2.5G")
     assert home.history()[0]["metrics"] == ["MaxRSS 2.5G"]
-    assert w.summary_event([]).detail == "1 of 1 completed"  # MaxRSS is not a score
+    assert summary(home).text() == "1 job: 1 completed"  # MaxRSS is not a score
 
 
 def test_failure_tails_the_output_file_scontrol_names_and_diagnoses_it(home: Home, cluster: Cluster) -> None:

@@ -78,13 +78,14 @@ def test_status_checks_every_job_once_and_updates_the_registry(home: Home, clust
     assert [ln[9:] for ln in ran.lines()] == [
         "slurm 1@eos: NEW -> RUNNING (exit 0:0, 00:00:01)",
         "slurm 2@eos: NEW -> COMPLETED (exit 0:0, 00:05:00; MaxRSS 0)",
-        "1 of 2 completed, 1 running",
+        "2 jobs: 1 completed, 1 running",
     ]
     assert len(cluster.check_calls()) == 1
     assert [(j["id"], j["last_status"]) for j in home.jobs()] == [("1", "RUNNING")]
     again = jobmon("status", "--json", *home.args())
     assert [e["kind"] for e in again.events()] == ["summary"]
-    assert again.events()[0]["detail"] == "0 of 1 completed, 1 running"
+    assert again.events()[0]["detail"] == "2 jobs: 1 completed, 1 running"  # the session, history too
+    assert [(e["seq"], e["id"], e["to"]) for e in home.logged()] == [(1, "1", "RUNNING"), (2, "2", "COMPLETED")]
 
 
 def test_render_prints_the_exact_command(home: Home, cache_home: Path) -> None:
@@ -131,16 +132,40 @@ def test_demo_runs_two_jobs_to_the_end(tmp_path: Path) -> None:
     failed = next(e for e in events if e["to"] == "FAILED")
     assert failed["detail"] == (f"exit 3; torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB "
                                 f"(log: {tmp_path}/demo-jobs/job1.log)")
-    assert events[-1] == {**events[-1], "kind": "summary", "detail": "1 of 2 completed, 1 failed"}
+    assert events[-1] == {**events[-1], "kind": "summary", "detail": "2 jobs: 1 completed, 1 failed"}
 
 
-def test_add_watch_starts_one_background_watcher(home: Home, cluster: Cluster) -> None:
+def fast(tmp_path: Path) -> Path:
+    """A config under which slurm jobs are checked every 0.2 s (a detached poller reads it too)."""
+    conf = tmp_path / "fast.yaml"
+    conf.write_text("types: {slurm: {interval: 0.2}}\n")
+    return conf
+
+
+def wait_until(ready, what: str, limit: float = 60) -> None:  # type: ignore[no-untyped-def]
+    """A bounded wait for a background process, not a timing assert."""
+    deadline = time.monotonic() + limit
+    while not ready():
+        assert time.monotonic() < deadline, f"still waiting after {limit:.0f} s for {what}"
+        time.sleep(0.05)
+
+
+def test_add_watch_starts_one_detached_poller(home: Home, cluster: Cluster, tmp_path: Path) -> None:
+    conf = str(fast(tmp_path))
+    cluster.set("3", "RUNNING")
+    first = jobmon("add", "--type", "slurm", "--id", "3", "--host", "eos", "--watch", "--config", conf, *home.args())
+    assert first.code == 0 and first.out == ""
+    assert first.err.splitlines()[-1].startswith("jobmon: poller started (pid ")
+    pid = int(first.err.split("(pid ")[1].split(")")[0])
+    second = jobmon("add", "--type", "slurm", "--id", "4", "--host", "eos", "--watch", "--config", conf, *home.args())
+    assert second.err.splitlines()[-1] == f"jobmon: a poller already runs for this registry (pid {pid})"
+    cluster.set("4", "RUNNING")
+    wait_until(lambda: len(home.logged()) == 2, "both jobs to be seen running")
     cluster.set("3", "COMPLETED")
-    ran = jobmon("add", "--type", "slurm", "--id", "3", "--host", "eos", "--watch", *home.args())
-    assert ran.code == 0 and "watcher started (pid" in ran.err
-    log = home.registry.with_name("watch.log")
-    deadline = time.monotonic() + 60  # a bounded wait for a background process, not a timing assert
-    while time.monotonic() < deadline and "1 of 1 completed" not in (log.read_text() if log.exists() else ""):
-        time.sleep(0.1)
-    assert "slurm 3@eos: NEW -> COMPLETED" in log.read_text()
-    assert home.jobs() == [] and [r["id"] for r in home.history()] == ["3"]
+    cluster.set("4", "FAILED", "1:0")
+    wait_until(lambda: not Path(f"/proc/{pid}").exists() or Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z",
+               "the poller to end with no job left")
+    assert [(e["seq"], e["id"], e["to"]) for e in home.logged()] == [
+        (1, "3", "RUNNING"), (2, "4", "RUNNING"), (3, "3", "COMPLETED"), (4, "4", "FAILED")]
+    assert home.jobs() == [] and sorted(r["id"] for r in home.history()) == ["3", "4"]
+    assert "Traceback" not in home.registry.with_name("watch.log").read_text()

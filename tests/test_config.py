@@ -803,7 +803,7 @@ def test_a_new_type_is_added_and_watched_to_the_end(home: Home, k8s: Path, fakeb
         state("bad-eval", "eval", "RUNNING", "FAILED", "failure", "BackoffLimitExceeded"),
     ]
     assert events[-1]["kind"] == "summary"
-    assert events[-1]["detail"] == "1 of 2 completed, 1 failed"
+    assert events[-1]["detail"] == "2 jobs: 1 completed, 1 failed"
     assert len(events) == 7
 
     assert home.jobs() == []

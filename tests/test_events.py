@@ -41,7 +41,7 @@ def test_json_has_every_documented_field() -> None:
     e = Event("state", "slurm", "1", "h", "d", "PENDING", "RUNNING", time=T)
     data = json.loads(format_json(e))
     assert set(data) == {"time", "kind", "type", "id", "host", "description", "from", "to",
-                         "terminal", "outcome", "detail"}
+                         "terminal", "outcome", "detail"}  # and seq, once the event is logged
     assert data["time"] == "2026-11-29T12:03:04" and data["terminal"] is False and data["outcome"] is None
 
 
@@ -53,6 +53,39 @@ def test_replayed_events_say_so() -> None:
 
 def test_printer_writes_one_flushed_line_per_event() -> None:
     out = io.StringIO()
-    Printer(as_json=True, stream=out).emit(Event("summary", detail="1 of 1 completed", counts={"success": 1}, time=T))
+    Printer(as_json=True, stream=out).emit(Event("summary", detail="1 job: 1 completed", counts={"success": 1}, time=T))
     (line,) = out.getvalue().splitlines()
     assert json.loads(line)["counts"] == {"success": 1}
+
+
+def test_a_digest_names_its_jobs_as_far_as_the_line_allows() -> None:
+    from jobmon.events import JobRef
+
+    jobs = tuple(JobRef("slurm", str(1000 + i), "eos", None, "RUNNING") for i in range(60))
+    e = Event("changes", detail="60 changes", jobs=jobs, time=T)
+    line = format_text(e, 200)
+    assert len(line) <= 200 and line.startswith("12:03:04 60 changes: 1000@eos RUNNING, 1001@eos RUNNING, ")
+    shown = line.count("@eos")
+    assert line.endswith(f", +{60 - shown} more")
+    data = json.loads(format_json(e, 400))
+    assert len(format_json(e, 400)) <= 400
+    assert data["jobs"][0] == {"type": "slurm", "id": "1000", "host": "eos", "from": None, "to": "RUNNING"}
+    assert len(data["jobs"]) + data["more"] == 60
+
+
+def test_a_host_line_names_the_host_and_counts_its_jobs() -> None:
+    from jobmon.events import JobRef
+
+    e = Event("event", "slurm", host="eos", after="UNREACHABLE", detail="2 slurm jobs: connection failed (exit 255)",
+              jobs=(JobRef("slurm", "1", "eos", None, "UNREACHABLE"), JobRef("slurm", "2", "eos", None, "UNREACHABLE")),
+              time=T)
+    assert format_text(e) == "12:03:04 host eos: UNREACHABLE (2 slurm jobs: connection failed (exit 255))"
+    assert [j["id"] for j in json.loads(format_json(e))["jobs"]] == ["1", "2"]
+
+
+def test_an_event_goes_through_the_log_unchanged() -> None:
+    from jobmon.events import JobRef
+
+    e = Event("changes", detail="2 changes", counts={"NEW -> RUNNING": 2}, time=T, seq=7,
+              jobs=(JobRef("nel", "a" * 16, "", None, "RUNNING"), JobRef("nel", "b" * 16, "", "PENDING", "RUNNING")))
+    assert Event.from_json(json.loads(json.dumps(e.to_json()))) == e

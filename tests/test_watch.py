@@ -30,9 +30,52 @@ def test_one_sacct_call_per_host_per_poll(home: Home, cluster: Cluster) -> None:
     watcher.cycle(everything=True)
     assert sorted(c.split()[1] for c in cluster.ssh_calls()) == ["c0", "c1"]
     assert len(cluster.sacct_calls()) == 2
-    # six changes in one cycle: one digest line, not six notifications
+    # six changes in one cycle: one digest line naming the jobs, not six notifications
     (digest,) = events(out)
-    assert digest["kind"] == "changes" and digest["detail"] == "6 more changes: 6 NEW -> PENDING"
+    assert (digest["kind"], digest["detail"]) == ("changes", "6 changes")
+    assert len(digest["jobs"]) + digest["more"] == 6  # as many as a 400-character line holds, then how many more
+    assert [(j["id"], j["host"], j["from"], j["to"]) for j in digest["jobs"]] == [
+        (job.id, job.host, None, "PENDING") for job in jobs[:len(digest["jobs"])]]
+
+
+def test_every_end_is_a_line_of_its_own_and_only_moves_are_folded(home: Home, cluster: Cluster) -> None:
+    jobs = [Job("slurm", str(500 + i), host="c") for i in range(15)]
+    for job in jobs[:13]:
+        cluster.set(job.id, "RUNNING")
+    cluster.set("513", "COMPLETED")
+    cluster.set("514", "DEADLINE")
+    add(home, *jobs)
+    watcher, out = make_watcher(home)
+    watcher.cycle(everything=True)
+    digest, *ends = events(out)
+    assert (digest["kind"], digest["detail"], len(digest["jobs"]) + digest["more"]) == ("changes", "13 changes", 13)
+    assert [(e["kind"], e["id"], e["to"], e["terminal"]) for e in ends] == [
+        ("state", "513", "COMPLETED", True), ("state", "514", "DEADLINE", True)]
+
+
+def test_an_unreachable_host_is_one_line_for_all_its_jobs(home: Home, cluster: Cluster,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    jobs = [Job("slurm", str(600 + i), host="down" if i < 100 else "up") for i in range(102)]
+    for job in jobs:
+        cluster.set(job.id, "RUNNING")
+    add(home, *jobs)
+    watcher, out = make_watcher(home)
+    watcher.cycle(everything=True)
+    events(out)
+    monkeypatch.setenv("FAKE_SSH_DOWN", "down")
+    for _ in range(3):  # unreachable_after
+        watcher.cycle(everything=True)
+    (line,) = events(out)
+    assert (line["kind"], line["host"], line["id"], line["to"]) == ("event", "down", "", "UNREACHABLE")
+    assert line["detail"].startswith("100 slurm jobs: connection failed (exit 255)")
+    assert len(line["jobs"]) + line["more"] == 100
+    monkeypatch.delenv("FAKE_SSH_DOWN")
+    cluster.set("600", "COMPLETED")
+    watcher.cycle(everything=True)
+    recovered, end = events(out)
+    assert (recovered["host"], recovered["to"], recovered["detail"]) == (
+        "down", "RECOVERED", "100 slurm jobs: checks work again after 3 failures")
+    assert (end["id"], end["to"]) == ("600", "COMPLETED")
 
 
 @pytest.mark.parametrize("n,hosts", [(100, 10), (50, 1), (23, 7)])
@@ -212,6 +255,23 @@ def test_a_claimed_final_state_is_replayed_after_a_crash(home: Home, cluster: Cl
     assert [r["id"] for r in home.history()] == ["12"]
 
 
+def test_a_claimed_end_already_in_the_log_is_not_logged_again(home: Home, cluster: Cluster) -> None:
+    # Killed after logging the end, before moving the job to history: the end is not repeated.
+    from jobmon.eventlog import EventLog
+    from jobmon.events import Event
+
+    log = EventLog(home.registry.with_name("events.jsonl"))
+    log.append([Event("state", "slurm", "17", "c", after="RUNNING")])
+    final = {"from": "RUNNING", "to": "COMPLETED", "outcome": "success", "groups": {}, "seq": 1}
+    log.append([Event("state", "slurm", "17", "c", before="RUNNING", after="COMPLETED", terminal=True, outcome="success")])
+    add(home, Job("slurm", "17", host="c", last_status="COMPLETED", book=Book(final=final)))
+    watcher, out = make_watcher(home)
+    watcher.replay_claimed()
+    assert events(out) == []
+    assert [e["seq"] for e in home.logged()] == [1, 2]
+    assert home.jobs() == [] and [r["id"] for r in home.history()] == ["17"]
+
+
 def test_hostile_registry_entries_are_reported_and_never_run(home: Home, cluster: Cluster, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     add(home, Job("slurm", "14", host=f"-oProxyCommand=touch {marker}"),
@@ -247,7 +307,7 @@ def test_watch_process_follows_jobs_to_the_end(home: Home, cluster: Cluster) -> 
     got = [(e["kind"], e["id"], e["to"], e["outcome"]) for e in ran.events()]
     assert got == [("state", "20", "COMPLETED", "success"), ("state", "21", "TIMEOUT", "failure"),
                    ("summary", "", None, None)]
-    assert ran.events()[-1]["detail"] == "1 of 2 completed, 1 failed"
+    assert ran.events()[-1]["detail"] == "2 jobs: 1 completed, 1 failed"
 
 
 def test_bin_jobmon_watch_prints_text_events_only_on_stdout(home: Home, cluster: Cluster) -> None:
@@ -258,20 +318,7 @@ def test_bin_jobmon_watch_prints_text_events_only_on_stdout(home: Home, cluster:
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
     assert [ln[9:] for ln in lines] == ['slurm 22@c "eval": NEW -> COMPLETED (exit 0:0, 00:00:03; MaxRSS 0)',
-                                       "1 of 1 completed"]
-
-
-def test_a_second_watcher_names_the_first_and_exits_0(home: Home, cluster: Cluster) -> None:
-    from jobmon.registry import WatchLock
-
-    lock = WatchLock(Registry(home.registry))
-    assert lock.acquire() is None
-    try:
-        ran = jobmon("watch", *home.args())
-    finally:
-        lock.release()
-    assert ran.code == 0
-    assert ran.out.endswith(f"jobmon-watch: already watching {home.registry} (pid {os.getpid()})\n")
+                                       "1 job: 1 completed"]
 
 
 def test_a_corrupt_registry_is_the_watchers_last_line(home: Home) -> None:
@@ -295,7 +342,7 @@ def test_sigterm_stops_the_watcher_cleanly(home: Home, cluster: Cluster) -> None
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
-    assert rest.splitlines()[-1][9:] == "watch stopped: 0 of 1 completed, 1 running"
+    assert rest.splitlines()[-1][9:] == "watch stopped: 1 job: 1 running"
     assert home.jobs()[0]["last_status"] == "RUNNING"
 
 

@@ -30,7 +30,7 @@ def test_a_launcher_log_written_by_a_job_is_followed_to_its_final_line(slurm: Sl
     events = w.finish()
     assert w.code == 0
     *followed, summary = events
-    assert summary["detail"] == "1 of 1 completed"
+    assert summary["detail"] == "1 job: 1 completed"
     assert {(e["type"], e["id"], e["host"]) for e in followed} == {("launcher", "qwen3-8b-fp8", slurm.host)}
 
     # key events: each once, in the log's order; calibration progress only ever goes up, by 25 %.

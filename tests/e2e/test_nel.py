@@ -112,7 +112,7 @@ def test_the_state_jobmon_reports_is_what_nel_and_sacct_report(slurm: Slurm, hom
     assert {i: (e["outcome"], e["detail"].split(";")[0]) for i, e in finals.items()} == {
         inv[good]: ("success", f"slurm job {good}"), inv[bad]: ("failure", f"slurm job {bad}")}
     assert states(w.events, inv[good]) in (["RUNNING", "SUCCESS"], ["PENDING", "RUNNING", "SUCCESS"])
-    assert w.events[-1]["detail"] == "1 of 2 completed, 1 failed"
+    assert w.events[-1]["detail"] == "2 jobs: 1 completed, 1 failed"
 
 
 def test_a_running_evaluation_is_not_failed_when_accounting_cannot_answer(slurm: Slurm, home: Home, jobdir: Path,

@@ -44,7 +44,7 @@ def test_sshd_down_is_one_unreachable_then_one_recovered_then_the_true_state(slu
     _, final, summary = after
     assert (final["from"], final["outcome"]) == ("RUNNING", "success")
     assert final["detail"].startswith("exit 0:0, ")
-    assert summary["detail"] == "1 of 1 completed"
+    assert summary["detail"] == "1 job: 1 completed"
     assert slurm.sacct(job)[job][0] == "COMPLETED"
     assert [(e["kind"], e["to"]) for e in w.events].count(("event", "UNREACHABLE")) == 1
 
@@ -59,7 +59,7 @@ def test_with_accounting_down_squeue_still_follows_the_job(slurm: Slurm, home: H
         with slurm.down("slurmdbd"):  # sacct fails: "Problem talking to the database"; squeue answers
             ran = jobmon("status", "--json", *home.args())
         assert ran.code == 0, ran.err
-        assert [(e["kind"], e["detail"]) for e in ran.events()] == [("summary", "0 of 1 completed, 1 running")]
+        assert [(e["kind"], e["detail"]) for e in ran.events()] == [("summary", "1 job: 1 running")]
         (entry,) = home.jobs()
         assert entry["last_status"] == "RUNNING" and "errors" not in entry.get("jobmon", {})
     finally:

@@ -53,7 +53,7 @@ def test_a_job_that_succeeds_is_completed_with_its_exit_code(slurm: Slurm, home:
     assert (final["to"], final["outcome"], final["host"], final["description"]) == (
         "COMPLETED", "success", slurm.host, "e2e: succeeds")
     assert re.fullmatch(re.escape(detail) + r"(; MaxRSS \S+)?", final["detail"]), final["detail"]
-    assert events[-1]["detail"] == "1 of 1 completed"
+    assert events[-1]["detail"] == "1 job: 1 completed"
     assert home.jobs() == []
     assert [(r["id"], r["last_status"], r["outcome"]) for r in home.history()] == [(job, "COMPLETED", "success")]
 
@@ -72,7 +72,7 @@ def test_a_failed_job_names_its_root_cause_and_its_log(slurm: Slurm, home: Home,
     log = jobdir / f"slurm-{job}.out"
     assert "Traceback (most recent call last):" in log.read_text()
     assert final["detail"] == f"{detail}; RuntimeError: boom 42 (log: {log})"
-    assert events[-1]["detail"] == "0 of 1 completed, 1 failed"
+    assert events[-1]["detail"] == "1 job: 1 failed"
     (record,) = home.history()
     assert "cleanup done" in record["action_output"]  # the tail was read; the cause was picked from it
 
@@ -91,7 +91,7 @@ def test_scancel_while_running_is_cancelled(slurm: Slurm, home: Home, jobdir: Pa
     assert states(w.events)[-2:] == ["RUNNING", "CANCELLED"]
     assert final["detail"].startswith(f"{detail}; ") and final["detail"].endswith(f"(log: {jobdir}/slurm-{job}.out)")
     assert f"JOB {job} ON" in final["detail"] and "CANCELLED AT" in final["detail"]  # slurmstepd's line
-    assert events[-1]["detail"] == "0 of 1 completed, 1 failed"
+    assert events[-1]["detail"] == "1 job: 1 failed"
 
 
 def test_a_held_job_is_pending_then_running_then_completed_each_once(slurm: Slurm, home: Home, jobdir: Path,

@@ -1,0 +1,84 @@
+"""A follower: prints the session's events from its reader's cursor, as the poller logs them.
+
+Any number may run (a Monitor watch, a terminal, ``jobmon events``). Each line is printed, then
+the reader's cursor moves past it, so a watch that ends or is killed and armed again goes on
+where it stopped. A follower never waits for anyone: when no poller holds the registry while
+jobs remain, it makes sure one does (``ensure_poller``). It ends when no job is left (its last
+line is the session summary), at its deadline (a ``rearm`` line), on SIGTERM (``watch
+stopped``), or quietly when a newer follower of the same reader takes over.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from jobmon import report
+from jobmon.config import Config
+from jobmon.eventlog import Cursor, EventLog, Position
+from jobmon.events import Event, Printer
+from jobmon.registry import Registry
+from jobmon.watch import to_watch
+
+IDLE = 0.2  # seconds between looks at the log: no busy loop, and a line is printed within this
+CHECK = 1.0  # seconds between looks at the poller (is one alive while jobs remain?)
+
+DONE, DEADLINE, STOPPED, SUPERSEDED = "done", "deadline", "stopped", "superseded"
+
+
+@dataclass
+class Follower:
+    config: Config
+    registry: Registry
+    log: EventLog
+    cursor: Cursor
+    printer: Printer
+    ensure_poller: Callable[[], int | None]  # the poller's pid, or None when no job is left
+    rearm: str = "bin/jobmon-watch"  # the command that arms a watch again, for the rearm line
+    stop: threading.Event = field(default_factory=threading.Event)
+    _where: Position | None = None
+
+    def run(self, deadline: float | None = None) -> str:
+        """Print events until one of the ends above; which one it was."""
+        last = self.log.last_seq()
+        if self.cursor.get() > last:  # the log was deleted and begun anew: a stale cursor hides it
+            self.cursor.set(last)
+        next_check = 0.0
+        while True:
+            self.catch_up()
+            if self.cursor.superseded():
+                return SUPERSEDED
+            if self.stop.is_set():
+                self.summary_line("watch stopped: ")
+                return STOPPED
+            now = time.monotonic()
+            if now >= next_check:
+                next_check = now + CHECK
+                if self.ensure_poller() is None:  # no poller and no job left: the poller's last
+                    self.catch_up()                # events are in the log by now
+                    self.summary_line()
+                    return DONE
+            if deadline is not None and now >= deadline:
+                self._rearm_line()
+                return DEADLINE
+            self.log.appended.wait(min(IDLE, max(deadline - now, 0.0)) if deadline is not None else IDLE)
+            self.log.appended.clear()
+
+    def catch_up(self) -> int:
+        """Print every event after the reader's cursor; how many."""
+        events, self._where = self.log.read_from(self.cursor.get(), self._where)
+        for event in events:
+            self.printer.emit(event)
+            self.cursor.set(event.seq)
+        return len(events)
+
+    def summary_line(self, prefix: str = "") -> None:
+        """The session summary, as the follower's last line (not an event: never logged)."""
+        summary = report.session(self.config, self.registry.read(), self.registry.history())
+        self.printer.emit(Event(kind="summary", detail=prefix + summary.text(), counts=summary.counts))
+
+    def _rearm_line(self) -> None:
+        active = report.session(self.config, to_watch(self.config, self.registry), [])
+        self.printer.emit(Event(kind="rearm", detail=f"still watching {report.still(active)}: run {self.rearm} again",
+                                counts=active.counts))

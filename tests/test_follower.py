@@ -1,0 +1,183 @@
+"""Followers as an agent runs them, as child processes against the fake cluster: watches with a
+deadline that are armed again, a poller killed under a follower, two readers, a reader taken
+over. No sleeps: every wait is for a condition, bounded."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from conftest import REPO, Cluster, Home, jobmon
+
+WATCH = REPO / "bin" / "jobmon-watch"
+
+
+@pytest.fixture
+def fast(tmp_path: Path) -> str:
+    """A config that checks slurm jobs every 0.1 s; detached pollers are handed it too."""
+    conf = tmp_path / "fast.yaml"
+    conf.write_text("types: {slurm: {interval: 0.1}}\n")
+    return str(conf)
+
+
+def wait_until(ready: Callable[[], Any], what: str, limit: float = 60) -> Any:
+    deadline = time.monotonic() + limit
+    while not (value := ready()):
+        assert time.monotonic() < deadline, f"still waiting after {limit:.0f} s for {what}"
+        time.sleep(0.05)
+    return value
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def poller_pid(home: Home) -> int:
+    return int(home.registry.with_name("watch.lock").read_text())
+
+
+def add(home: Home, fast: str, job_id: str) -> None:
+    ran = jobmon("add", "--type", "slurm", "--id", job_id, "--host", "c", "--watch", "--config", fast, *home.args())
+    assert ran.code == 0, ran.err
+
+
+def watch_for(home: Home, fast: str, duration: str, *, as_json: bool = True) -> list[Any]:
+    """One armed watch, run to its end: its lines (parsed, with ``as_json``)."""
+    proc = subprocess.run([str(WATCH), "--for", duration, *(["--json"] if as_json else []), "--config", fast,
+                           *home.args()], capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    return [json.loads(ln) for ln in proc.stdout.splitlines()] if as_json else proc.stdout.splitlines()
+
+
+def ends(lines: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["id"], e["to"]) for e in lines if e["kind"] == "state" and e["terminal"]]
+
+
+@pytest.fixture(autouse=True)
+def no_poller_left(home: Home):  # type: ignore[no-untyped-def]
+    """A detached poller outlives the test's commands: end it with the test."""
+    yield
+    lock = home.registry.with_name("watch.lock")
+    if lock.exists() and lock.read_text().strip().isdigit() and alive(poller_pid(home)):
+        os.kill(poller_pid(home), signal.SIGTERM)
+
+
+def test_a_watch_with_a_deadline_ends_with_rearm_and_the_next_one_goes_on(home: Home, cluster: Cluster,
+                                                                           fast: str) -> None:
+    cluster.set("1", "RUNNING")
+    cluster.set("2", "PENDING")
+    add(home, fast, "1")
+    add(home, fast, "2")
+    first = watch_for(home, fast, "1s", as_json=False)
+    assert [ln[9:] for ln in first] == [
+        "slurm 1@c: NEW -> RUNNING (exit 0:0, 00:00:01)", "slurm 2@c: NEW -> PENDING (exit 0:0, 00:00:01)",
+        f"still watching 2 jobs (1 running, 1 pending): run {WATCH} --for 1s --config {fast} {' '.join(home.args())} again"]
+    cluster.set("1", "COMPLETED")  # ends while no watch is armed: the poller goes on
+    wait_until(lambda: home.history(), "the end to reach history with no watch armed")
+    assert alive(poller_pid(home))
+    second = watch_for(home, fast, "1s")
+    assert [(e["kind"], e["id"], e["to"]) for e in second] == [("state", "1", "COMPLETED"), ("rearm", "", None)]
+    assert second[-1]["detail"].startswith("still watching 1 job (1 pending): ")
+    cluster.set("2", "FAILED", "3:0")
+    third = watch_for(home, fast, "1m")  # ends well before its deadline: no job is left
+    assert ends(third) == [("2", "FAILED")]
+    assert (third[-1]["kind"], third[-1]["detail"]) == ("summary", "2 jobs: 1 completed, 1 failed")
+    seqs = [e["seq"] for e in second + third if "seq" in e]
+    assert seqs == [3, 4]  # each event once, in order, over the three watches
+
+
+def test_a_killed_poller_is_taken_over_by_its_follower_and_no_end_is_lost(home: Home, cluster: Cluster,
+                                                                          fast: str) -> None:
+    cluster.set("5", "RUNNING")
+    add(home, fast, "5")
+    detached = poller_pid(home)
+    follower = subprocess.Popen([sys.executable, "-m", "jobmon", "watch", "--json", "--config", fast, *home.args()],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    assert json.loads(follower.stdout.readline())["to"] == "RUNNING"  # type: ignore[union-attr]
+    os.kill(detached, signal.SIGKILL)
+    wait_until(lambda: not alive(detached), "the poller to die")
+    cluster.set("5", "COMPLETED")
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 0, err
+    lines = [json.loads(ln) for ln in out.splitlines()]
+    assert ends(lines) == [("5", "COMPLETED")] and lines[-1]["detail"] == "1 job: 1 completed"
+    assert [r["id"] for r in home.history()] == ["5"]
+    assert [e["to"] for e in home.logged()] == ["RUNNING", "COMPLETED"]
+
+
+def test_a_watch_with_a_deadline_starts_a_new_poller_when_the_old_one_died(home: Home, cluster: Cluster,
+                                                                           fast: str) -> None:
+    cluster.set("6", "RUNNING")
+    add(home, fast, "6")
+    first_poller = poller_pid(home)
+    os.kill(first_poller, signal.SIGKILL)
+    wait_until(lambda: not alive(first_poller), "the poller to die")
+    cluster.set("6", "COMPLETED")
+    lines = watch_for(home, fast, "1m")
+    assert ends(lines) == [("6", "COMPLETED")] and lines[-1]["kind"] == "summary"
+    assert poller_pid(home) != first_poller
+
+
+def test_two_readers_each_get_every_event_once(home: Home, cluster: Cluster, fast: str) -> None:
+    cluster.set("7", "COMPLETED")
+    add(home, fast, "7")
+    wait_until(lambda: home.history(), "the job to end")
+    for reader in ("agent", "me"):
+        first = jobmon("events", "--json", "--reader", reader, *home.args())
+        assert first.code == 0, first.err
+        assert [(e["kind"], e.get("seq"), e["to"]) for e in first.events()] == [("state", 1, "COMPLETED"), ("summary", None, None)]
+        again = jobmon("events", "--json", "--reader", reader, *home.args())
+        assert [e["detail"] for e in again.events()] == ["1 job: 1 completed"]  # nothing twice
+    everything = jobmon("events", "--all", *home.args())
+    assert [ln[9:] for ln in everything.lines()] == ["slurm 7@c: NEW -> COMPLETED (exit 0:0, 00:00:01; MaxRSS 0)",
+                                                     "1 job: 1 completed"]
+
+
+def test_a_new_watch_of_the_same_reader_takes_over_and_nothing_is_printed_twice(home: Home, cluster: Cluster,
+                                                                               fast: str) -> None:
+    cluster.set("8", "RUNNING")
+    add(home, fast, "8")
+    old = subprocess.Popen([str(WATCH), "--for", "10m", "--json", "--config", fast, *home.args()],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    assert json.loads(old.stdout.readline())["to"] == "RUNNING"  # type: ignore[union-attr]
+    new = subprocess.Popen([str(WATCH), "--for", "10m", "--json", "--config", fast, *home.args()],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    old_rest, _ = old.communicate(timeout=60)  # the old one lets go, quietly
+    assert old.returncode == 0 and old_rest == ""
+    cluster.set("8", "COMPLETED")
+    out, err = new.communicate(timeout=60)
+    assert new.returncode == 0, err
+    assert [(e["kind"], e["to"]) for e in map(json.loads, out.splitlines())] == [("state", "COMPLETED"), ("summary", None)]
+
+
+def test_detach_starts_one_poller_and_says_its_pid(home: Home, cluster: Cluster, fast: str) -> None:
+    assert jobmon("watch", "--detach", *home.args()).out == "no jobs to watch\n"
+    cluster.set("9", "RUNNING")
+    assert jobmon("add", "--type", "slurm", "--id", "9", "--host", "c", *home.args()).code == 0
+    first = jobmon("watch", "--detach", "--config", fast, *home.args())
+    second = jobmon("watch", "--detach", "--config", fast, *home.args())
+    pid = int(first.out)
+    assert alive(pid) and second.out == first.out and "already runs" in second.err
+    assert pid == poller_pid(home)
+    wait_until(lambda: home.logged(), "the poller to log the job")
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--for", "5x"], "jobmon: --for '5x': expected a duration such as 90s, 25m or 1h"),
+    (["--for", "0"], "jobmon: --for '0': expected a duration such as 90s, 25m or 1h"),
+    (["--reader", "../x"], "jobmon: --reader '../x': use up to 64 letters, digits, '-', '_' and '.'"),
+])
+def test_bad_watch_options_are_one_line_and_exit_2(home: Home, argv: list[str], message: str) -> None:
+    ran = jobmon("watch", *argv, *home.args())
+    assert (ran.code, ran.out, ran.err.splitlines()) == (2, "", [message])
