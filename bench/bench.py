@@ -220,7 +220,7 @@ def follower(events: int, idle_seconds: float) -> dict[str, float]:
         registry = Registry(Path(d) / ".claude" / "agents" / "bench" / "active_jobs.json")
         lock = WatchLock(registry)
         assert lock.acquire() is None
-        log = EventLog(registry.path.with_name("events.jsonl"))
+        log = EventLog(registry.events_path)
         proc = subprocess.Popen([sys.executable, "-m", "jobmon", "watch", "--for", "1h", "--json",
                                  "--root", d, "--session", "bench"], env={**os.environ, "PYTHONPATH": str(REPO)},
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, text=True)

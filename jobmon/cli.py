@@ -207,7 +207,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _watcher(args: argparse.Namespace, config: "Config", registry: "Registry"):  # type: ignore[no-untyped-def]
-    from jobmon.eventlog import EventLog
     from jobmon.watch import Watcher
 
     _setup_logging(args.verbose)
@@ -217,7 +216,7 @@ def _watcher(args: argparse.Namespace, config: "Config", registry: "Registry"): 
 def _log(registry: "Registry"):  # type: ignore[no-untyped-def]
     from jobmon.eventlog import EventLog
 
-    return EventLog(registry.path.with_name("events.jsonl"))
+    return EventLog(registry.events_path)
 
 
 def _cursor(args: argparse.Namespace, registry: "Registry"):  # type: ignore[no-untyped-def]
@@ -269,7 +268,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
         def ensure() -> int | None:
             return poller.ensure(registry, poller.jobs_left(config, registry), poller.in_thread(watcher, polls))
     prog = os.environ.get("JOBMON_PROG") or "jobmon watch"
-    follow = follower.Follower(config, registry, watcher.log, cursor, printer, _at_most(ensure),
+    follow = follower.Follower(config, registry, watcher.log, cursor, printer, poller.at_most(ensure),
                                rearm=shlex.join([prog, *args.argv_tail]))
 
     def stop(signum: int, _frame: object) -> None:
@@ -317,37 +316,9 @@ def _once(args: argparse.Namespace, registry: "Registry", watcher, follow) -> in
     else:
         print(f"jobmon: a poller already runs for this registry ({_holder(holder)}); it checks the jobs",
               file=sys.stderr)
-    _print_new(follow)
+    follow.print_new()
     follow.summary_line()
     return OK
-
-
-def _print_new(follow) -> None:  # type: ignore[no-untyped-def]
-    """The reader's undelivered events, unless a running watch serves that reader (it prints
-    them): a one-shot command never takes a reader from a watch."""
-    if follow.cursor.claim(wait=0.0, ask=False):
-        try:
-            follow.catch_up()
-        finally:
-            follow.cursor.release()
-    else:
-        print(f"jobmon: reader {follow.cursor.name} is served by a running watch, which prints its events "
-              "(give --reader NAME for another reader)", file=sys.stderr)
-
-
-def _at_most(ensure: Callable[[], int | None], starts: int = 5) -> Callable[[], int | None]:
-    """``ensure`` that gives up after ``starts`` pollers: one that dies at once every time (a
-    bug, a broken config) must not be started again forever."""
-    pids: set[int] = set()
-
-    def bounded() -> int | None:
-        pid = ensure()
-        if pid is not None and pid > 0 and pid not in pids:
-            pids.add(pid)
-            if len(pids) > starts:
-                raise Failure(f"the poller has died {starts} times; see watch.log beside the registry", FAILED)
-        return pid
-    return bounded
 
 
 def _quiet_stdout() -> None:
@@ -381,8 +352,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    poller.serve(watcher, lock)
-    return OK
+    return OK if poller.serve(watcher, lock) else FAILED
 
 
 def cmd_events(args: argparse.Namespace) -> int:
@@ -401,7 +371,7 @@ def cmd_events(args: argparse.Namespace) -> int:
         for event in log.since(0):
             printer.emit(event)
     else:
-        _print_new(follow)
+        follow.print_new()
     _detached(args, config, registry, quiet=True)  # nothing is left unwatched between two turns
     follow.summary_line()
     return OK

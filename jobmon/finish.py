@@ -61,9 +61,12 @@ def outcome(config: Config, job: Job, jtype: JobType, change: rules.Change, now:
         output = full[-ACTION_TAIL:]
         if result.ok or result.stdout.strip():
             if change.outcome == "failure":  # the cause short enough to leave room for the log's path
-                distilled = clip(findings.diagnose(full, acting_type.diagnosis) or distill(rules.clean(result.stdout)), CAUSE_LIMIT)
+                said = rules.clean(result.stdout)
+                if acting_type.log is not None:  # the line naming the log is not a cause (an empty log)
+                    said = acting_type.log.sub("", said)
+                cause = clip(findings.diagnose(full, acting_type.diagnosis) or distill(said), CAUSE_LIMIT)
                 where = findings.log_path(full, acting_type.log)
-                distilled += f" (log: {where})" if where else ""
+                distilled = f"{cause} (log: {where})" if cause and where else cause or (f"log: {where}" if where else "")
             else:
                 found = findings.metrics(rules.clean(result.stdout), acting_type.metrics)
                 distilled = ", ".join(t for t, _ in found) if acting_type.metrics else distill(rules.clean(result.stdout))

@@ -9,6 +9,7 @@ stopped``), or quietly when a newer follower of the same reader takes over.
 """
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -72,6 +73,18 @@ class Follower:
             self.printer.emit(event)
             self.cursor.set(event.seq)
         return len(events)
+
+    def print_new(self) -> None:
+        """For a one-shot command: the reader's new events, unless a running watch serves that
+        reader (it prints them); a one-shot command never takes a reader from a watch."""
+        if self.cursor.claim(wait=0.0, ask=False):
+            try:
+                self.catch_up()
+            finally:
+                self.cursor.release()
+        else:
+            print(f"jobmon: reader {self.cursor.name} is served by a running watch, which prints its events "
+                  "(give --reader NAME for another reader)", file=sys.stderr)
 
     def summary_line(self, prefix: str = "") -> None:
         """The session summary, as the follower's last line (not an event: never logged)."""

@@ -28,9 +28,9 @@ class Poller:
         self.watcher = watcher
         self.lock = lock
 
-    def run(self, *, once: bool = False) -> None:
+    def run(self, *, once: bool = False) -> bool:
         """Cycle until no job is left to watch, ``once`` is done or ``stop`` is set; then let
-        go of the lock."""
+        go of the lock. False if the poller failed: its last event says why."""
         w = self.watcher
         try:
             w.replay_claimed()
@@ -38,8 +38,16 @@ class Poller:
             while not w.stop.is_set():
                 active = w.cycle(everything=once)
                 if once or not w.watchable(active):
-                    return
+                    return True
                 stamp = self._sleep(stamp)
+            return True
+        except Exception as exc:  # said to every follower, in one line
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            logger.opt(exception=exc).debug("poller failed")
+            logger.error("poller failed: {}", message)
+            with contextlib.suppress(Exception):
+                w.log.append([Event(kind="error", detail=f"jobmon poller: fatal: {message}")])
+            return False
         finally:
             self.lock.release()
 
@@ -85,6 +93,25 @@ def ensure(registry: Registry, wanted: Callable[[], bool], start: Callable[[Watc
             return None
 
 
+class PollerError(Exception):
+    """Pollers keep dying: one line, for the watch's last words."""
+
+
+def at_most(ensure: Callable[[], int | None], starts: int = 5) -> Callable[[], int | None]:
+    """``ensure`` that gives up after ``starts`` pollers: one that dies at once every time (a
+    bug, a broken config) must not be started again forever."""
+    pids: set[int] = set()
+
+    def bounded() -> int | None:
+        pid = ensure()
+        if pid is not None and pid > 0 and pid not in pids:
+            pids.add(pid)
+            if len(pids) > starts:
+                raise PollerError(f"the poller has died {starts} times; see watch.log beside the registry")
+        return pid
+    return bounded
+
+
 def jobs_left(config: Config, registry: Registry) -> Callable[[], bool]:
     return lambda: bool(to_watch(config, registry))
 
@@ -106,24 +133,37 @@ def root_of(registry: Registry) -> Path:
     return registry.path.parents[3]
 
 
-def in_thread(watcher: Watcher, threads: list[threading.Thread]) -> Callable[[WatchLock], int]:
+def in_thread(watcher: Watcher, threads: list[threading.Thread], starts: int = 5) -> Callable[[WatchLock], int]:
     """A ``start`` for ``ensure`` that polls in this process, beside a foreground follower; each
-    thread it starts is added to ``threads``, for the follower to wait for at its end."""
+    thread it starts is added to ``threads``, for the follower to wait for at its end. After
+    ``starts`` failed pollers it gives up (PollerError), as ``at_most`` does for processes."""
+    failed: list[bool] = []
+
     def start(lock: WatchLock) -> int:
-        thread = threading.Thread(target=Poller(watcher, lock).run, name="poller", daemon=True)
+        if len(failed) >= starts:
+            lock.release()
+            raise PollerError(f"the poller has failed {starts} times; its errors are above")
+
+        def poll() -> None:
+            if not Poller(watcher, lock).run():
+                failed.append(True)
+
+        thread = threading.Thread(target=poll, name="poller", daemon=True)
         threads.append(thread)
         thread.start()
         return os.getpid()
     return start
 
 
-def serve(watcher: Watcher, lock: WatchLock) -> None:
+def serve(watcher: Watcher, lock: WatchLock) -> bool:
     """A detached poller's life: poll until no job is left, then look once more (a job added
     as it let go) and go on if there is one."""
     registry = watcher.registry
     taken: list[WatchLock] = [lock]
     while taken and not watcher.stop.is_set():
-        Poller(watcher, taken.pop()).run()
+        if not Poller(watcher, taken.pop()).run():
+            return False  # a follower starts another, a bounded number of times
         if watcher.stop.is_set():
-            return
+            break
         ensure(registry, jobs_left(watcher.config, registry), lambda again: taken.append(again) or os.getpid())
+    return True

@@ -114,6 +114,7 @@ class Registry:
         self.lock_path = path.with_name(path.name + ".lock")
         self.history_path = path.with_name("history.jsonl")
         self.watch_lock_path = path.with_name("watch.lock")
+        self.events_path = path.with_name("events.jsonl")  # the session's event log (eventlog.py)
 
     # ------------------------------------------------------------ reading
 

@@ -259,7 +259,8 @@ def make_watcher(home: Home, cfg: Any = None, *, as_json: bool = True) -> tuple[
     out = io.StringIO()
     cfg = cfg or config.load(env={})
     printer = Printer(as_json=as_json, stream=out)
-    return Watcher(cfg, Registry(home.registry), EventLog(home.registry.with_name("events.jsonl")), interval=0.01,
+    registry = Registry(home.registry)
+    return Watcher(cfg, registry, EventLog(registry.events_path), interval=0.01,
                    echo=lambda logged: [printer.emit(e) for e in logged]), out
 
 

@@ -141,3 +141,13 @@ def test_squeue_never_gives_the_verdict(home: Home, cluster: Cluster) -> None:
     cluster.set("55", "COMPLETED", "0:0", "00:00:07")
     w.cycle(everything=True)
     assert [(e["to"], e["detail"]) for e in events(out)] == [("COMPLETED", "exit 0:0, 00:00:07; MaxRSS 0")]
+
+
+def test_an_empty_log_is_named_once_not_given_as_the_cause(home: Home, cluster: Cluster) -> None:
+    cluster.set("46", "FAILED", "3:0", "00:00:08")
+    out_file = cluster.output("46", "")
+    add(home, Job("slurm", "46", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    (event,) = events(out)
+    assert event["detail"] == f"exit 3:0, 00:00:08; log: {out_file}"

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -112,11 +112,12 @@ def _watch(home: Home, env: dict[str, str], cwd: Path) -> Run:
     return run
 
 
-def _until(what: str, condition, timeout: float = WAIT) -> None:  # type: ignore[no-untyped-def]
+def _until(what: str, condition: Callable[[], bool], context: Callable[[], str], timeout: float = WAIT) -> None:
+    """Bounded polling of a condition; what the session looks like when it fails."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"after {timeout:.0f} s: still not {what}")
+            raise AssertionError(f"after {timeout:.0f} s: still not {what}\n{context()}")
         time.sleep(0.2)
 
 
@@ -173,13 +174,13 @@ def agent(slurm: Slurm, ssh_cache: Path, tmp_path_factory: pytest.TempPathFactor
         seq.runs.append(_watch(home, env, cwd))  # run 1: A ends
         gate_b.touch()  # gap 1: B ends with no watch armed
         seq.poller_alive_in_gaps.append(_alive(pid))
-        _until(f"job B ({ids['B']}) in history.jsonl\n{seq.show()}", lambda: _ended(home, ids["B"]))
+        _until(f"job B ({ids['B']}) in history.jsonl", lambda: _ended(home, ids["B"]), seq.show)
         seq.runs.append(_watch(home, env, cwd))  # run 2: prints B's end
         gate_c.touch()  # gap 2: C ends 3 s from now, during run 3
         seq.poller_alive_in_gaps.append(_alive(pid))
         seq.runs.append(_watch(home, env, cwd))
         if len(home.history()) < 3:  # the timing went wrong: a 4th run, at most
-            _until(f"all three jobs in history.jsonl\n{seq.show()}", lambda: len(home.history()) >= 3)
+            _until("all three jobs in history.jsonl", lambda: len(home.history()) >= 3, seq.show)
             seq.runs.append(_watch(home, env, cwd))
         seq.sacct = slurm.sacct(*ids.values())
         deadline = time.monotonic() + 15

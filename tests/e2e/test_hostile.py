@@ -97,7 +97,7 @@ def test_ids_reach_the_remote_shell_as_one_literal_word(slurm: Slurm, home: Home
     events = w.finish()
     assert w.code == 0
     *finals, summary = events
-    assert summary["detail"] == f"{len(ids)} of {len(ids)} completed"
+    assert summary["detail"] == f"{len(ids)} jobs: {len(ids)} completed"
     assert [(e["kind"], e["to"], e["outcome"], e["host"]) for e in finals] == [
         ("state", "STATE", "success", slurm.host)] * len(ids)
     # what the cluster printed is each id, byte for byte (short ids: no line had to be clipped)

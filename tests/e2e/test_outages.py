@@ -34,10 +34,11 @@ def test_sshd_down_is_one_unreachable_then_one_recovered_then_the_true_state(slu
     with slurm.down("sshd"):
         during = w.until(lambda e: e["to"] == "UNREACHABLE", timeout=90)
         go.touch()  # the job ends while the cluster cannot be asked
-    (unreachable,) = during  # nothing else while the cluster could not be asked
-    assert (unreachable["kind"], unreachable["id"], unreachable["terminal"], unreachable["outcome"]) == (
-        "event", job, False, None)
-    assert "exit 255" in unreachable["detail"], unreachable
+    (unreachable,) = during  # nothing else while the cluster could not be asked: one line for the host
+    assert (unreachable["kind"], unreachable["host"], unreachable["terminal"], unreachable["outcome"]) == (
+        "event", slurm.host, False, None)
+    assert [j["id"] for j in unreachable["jobs"]] == [job]
+    assert unreachable["detail"].startswith("1 slurm job: ") and "exit 255" in unreachable["detail"], unreachable
     after = w.finish()
     assert w.code == 0
     assert [(e["kind"], e["to"]) for e in after] == [("event", "RECOVERED"), ("state", "COMPLETED"), ("summary", None)]

@@ -158,8 +158,9 @@ def test_fifty_jobs_cost_one_sacct_call_per_poll(slurm: Slurm, home: Home, jobdi
         assert len(jobs) == 50
         assert {j["last_status"] for j in jobs} <= {"PENDING", "CONFIGURING", "RUNNING"}, jobs
         events = ran.events()
-        (digest,) = [e for e in events if e["kind"] == "changes"]  # 50 changes: one digest line
-        assert sum(digest["counts"].values()) == 50
+        (digest,) = [e for e in events if e["kind"] == "changes"]  # 50 changes: one digest line naming jobs
+        assert digest["detail"] == "50 changes" and len(digest["jobs"]) + digest["more"] == 50
+        assert {j["id"] for j in digest["jobs"]} <= set(ids)
         assert [e["kind"] for e in events] == ["changes", "summary"]
     finally:
         slurm.cancel(*ids)
