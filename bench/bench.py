@@ -16,7 +16,6 @@ docs/performance.md with a description of the machine.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -74,7 +73,7 @@ def per_poll(n: int, hosts: int, latency: float, baseline: bool = True) -> dict[
     from loguru import logger
 
     from jobmon import config
-    from jobmon.events import Printer
+    from jobmon.eventlog import EventLog
     from jobmon.registry import Job, Registry
     from jobmon.watch import Watcher
 
@@ -89,7 +88,7 @@ def per_poll(n: int, hosts: int, latency: float, baseline: bool = True) -> dict[
         old = dict(os.environ)
         os.environ.update(env)
         try:
-            watcher = Watcher(config.load(env={}), reg, Printer(stream=io.StringIO()))
+            watcher = Watcher(config.load(env={}), reg, EventLog(reg.events_path))
             watcher.cycle(everything=True)  # first sighting: NEW -> RUNNING for every job
             calls(tmp)
             start = time.monotonic()

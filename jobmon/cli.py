@@ -195,13 +195,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     from jobmon.registry import Job
 
     registry = _registry(args)
-    config = _config(args)
+    config = None  # an empty session needs none: its summary comes from history alone
+    entries = registry.read()
+    if entries:
+        config = _config(args)
     printer = _printer(args, config)
-    if any(isinstance(e, Job) for e in registry.read()):
+    if any(isinstance(e, Job) for e in entries):
         watcher = _watcher(args, config, registry)
         watcher.echo = lambda events: [printer.emit(e) for e in events]  # type: ignore[func-returns-value]
         watcher.cycle(everything=True)
-    summary = report.session(config, registry.read(), registry.history())
+        entries = registry.read()
+    summary = report.session(config, entries, registry.history())
     printer.emit(Event(kind="summary", detail=summary.text(), counts=summary.counts))
     return OK
 
@@ -239,6 +243,7 @@ def parse_duration(text: str) -> float:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
+    import contextlib
     import shlex
     import signal
     import threading
@@ -267,9 +272,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
     else:
         def ensure() -> int | None:
             return poller.ensure(registry, poller.jobs_left(config, registry), poller.in_thread(watcher, polls))
-    prog = os.environ.get("JOBMON_PROG") or "jobmon watch"
+    prog = [os.environ["JOBMON_PROG"]] if os.environ.get("JOBMON_PROG") else ["jobmon", "watch"]
     follow = follower.Follower(config, registry, watcher.log, cursor, printer, poller.at_most(ensure),
-                               rearm=shlex.join([prog, *args.argv_tail]))
+                               rearm=shlex.join([*prog, *args.argv_tail]),
+                               poller_here=lambda: any(t.is_alive() for t in polls))
 
     def stop(signum: int, _frame: object) -> None:
         follow.stop.set()
@@ -292,8 +298,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     except Exception as exc:  # the last words an agent's Monitor will see
         from loguru import logger
 
-        logger.exception("watch failed")
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        logger.opt(exception=exc).debug("watch failed")  # the traceback with -vv; one line always
+        logger.error("watch failed: {}", message)
+        with contextlib.suppress(Exception):  # what the poller logged first (its own fatal line)
+            follow.catch_up()
         printer.emit(Event(kind="error", detail=f"jobmon-watch: fatal: {message}"))
         return REGISTRY if type(exc).__name__ == "RegistryError" else FAILED
     finally:

@@ -37,21 +37,24 @@ class Follower:
     printer: Printer
     ensure_poller: Callable[[], int | None]  # the poller's pid, or None when no job is left
     rearm: str = "bin/jobmon-watch"  # the command that arms a watch again, for the rearm line
+    poller_here: Callable[[], bool] = lambda: False  # whether the poller is a thread of this process
     stop: threading.Event = field(default_factory=threading.Event)
-    _where: Position | None = None
+    _where: Position | None = None  # how far the log's current file was read
+    _seq: int | None = None  # the reader's cursor, as this follower last moved it
 
     def run(self, deadline: float | None = None) -> str:
         """Print events until one of the ends above; which one it was."""
         last = self.log.last_seq()
         if self.cursor.get() > last:  # the log was deleted and begun anew: a stale cursor hides it
             self.cursor.set(last)
+        self._seq = None
         next_check = 0.0
         while True:
             self.catch_up()
             if self.cursor.superseded():
                 return SUPERSEDED
-            if self.stop.is_set():
-                self.summary_line("watch stopped: ")
+            if self.stop.is_set():  # SIGTERM: perhaps the harness's deadline, so say how to go on
+                self._rearm_line("watch stopped: ")
                 return STOPPED
             now = time.monotonic()
             if now >= next_check:
@@ -63,15 +66,21 @@ class Follower:
             if deadline is not None and now >= deadline:
                 self._rearm_line()
                 return DEADLINE
-            self.log.appended.wait(min(IDLE, max(deadline - now, 0.0)) if deadline is not None else IDLE)
+            # A poller in this process wakes this follower at each append: then only the looks
+            # at the poller (CHECK) need a timer, and an idle watch costs less.
+            idle = CHECK if self.poller_here() else IDLE
+            self.log.appended.wait(min(idle, max(deadline - now, 0.0)) if deadline is not None else idle)
             self.log.appended.clear()
 
     def catch_up(self) -> int:
         """Print every event after the reader's cursor; how many."""
-        events, self._where = self.log.read_from(self.cursor.get(), self._where)
+        if self._seq is None:  # read once: while this follower serves the reader, only it moves it
+            self._seq = self.cursor.get()
+        events, self._where = self.log.read_from(self._seq, self._where)
         for event in events:
             self.printer.emit(event)
             self.cursor.set(event.seq)
+            self._seq = event.seq
         return len(events)
 
     def print_new(self) -> None:
@@ -91,7 +100,12 @@ class Follower:
         summary = report.session(self.config, self.registry.read(), self.registry.history())
         self.printer.emit(Event(kind="summary", detail=prefix + summary.text(), counts=summary.counts))
 
-    def _rearm_line(self) -> None:
+    def _rearm_line(self, prefix: str = "") -> None:
+        """While jobs remain: how many, and the command that arms the watch again. Else the
+        summary: there is nothing to arm again for."""
         active = report.session(self.config, to_watch(self.config, self.registry), [])
-        self.printer.emit(Event(kind="rearm", detail=f"still watching {report.still(active)}: run {self.rearm} again",
-                                counts=active.counts))
+        if not active.total:
+            self.summary_line(prefix)
+            return
+        self.printer.emit(Event(kind="rearm", counts=active.counts,
+                                detail=f"{prefix}still watching {report.still(active)}: run {self.rearm} again"))

@@ -8,15 +8,19 @@ not anyone is listening, and a watch's deadline never interrupts a check, an act
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Callable
 
+from loguru import logger
 
 from jobmon import run
 from jobmon.config import Config
+from jobmon.events import Event
 from jobmon.registry import Registry, WatchLock
 from jobmon.watch import Watcher, to_watch
 
@@ -53,8 +57,6 @@ class Poller:
 
     def _sleep(self, stamp: tuple[int, int] | None) -> tuple[int, int] | None:
         """Until the next group is due; a change of the registry (a job added) wakes it at once."""
-        import time
-
         w = self.watcher
         while not w.stop.is_set():
             now = time.monotonic()

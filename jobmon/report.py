@@ -50,11 +50,12 @@ def summarize(words: Iterable[str], metrics: Iterable[str] = ()) -> Summary:
     return Summary(dict(counts), sum(counts.values()), tuple(metrics))
 
 
-def word(config: "Config", entry: "Entry") -> str:
-    """What one registered job is, in the summary's words."""
+def word(config: "Config | None", entry: "Entry") -> str:
+    """What one registered job is, in the summary's words (``config``: None only when there is
+    no entry, for a command that has not loaded it)."""
     from jobmon.registry import Invalid
 
-    if isinstance(entry, Invalid) or entry.type not in config.types:
+    if isinstance(entry, Invalid) or config is None or entry.type not in config.types:
         return UNWATCHABLE
     if entry.book.final:  # claimed by a poller, not yet moved to history
         return "completed" if entry.book.final.get("outcome") == "success" else "failed"
@@ -74,7 +75,7 @@ def word(config: "Config", entry: "Entry") -> str:
     return state.lower()  # SUSPENDED, REQUEUED, STARTING, an unknown state: its own word
 
 
-def session(config: "Config", entries: Iterable["Entry"], history: Iterable[Mapping[str, Any]]) -> Summary:
+def session(config: "Config | None", entries: Iterable["Entry"], history: Iterable[Mapping[str, Any]]) -> Summary:
     """Every job of the session once: an active entry wins over its history records, and the
     last record of a job wins over earlier ones (a job removed and registered again)."""
     ended: dict[tuple[str, str, str], Mapping[str, Any]] = {}

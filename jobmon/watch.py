@@ -247,7 +247,7 @@ class Watcher:
 
         moved: list[tuple[Job, JobType, rules.Change]] = []
         claimed: list[tuple[Job, JobType, rules.Change]] = []
-        logged = self.log.last_seq()
+        logged: int | None = None  # the log's last seq, read only when an end is claimed
         with self.registry.transaction() as entries:
             for i, entry in enumerate(entries):
                 if not isinstance(entry, Job) or entry.key not in seen:
@@ -258,6 +258,7 @@ class Watcher:
                 final = next((c for c in step.changes if c.terminal), None)
                 book = step.book
                 if final is not None:
+                    logged = self.log.last_seq() if logged is None else logged
                     book = book._replace(final=finish.claim(final, now, logged))
                     claimed.append((entry, jtype, final))
                 entries[i] = replace(entry, last_status=step.status, book=book)

@@ -331,7 +331,7 @@ def test_failure_carries_the_diagnosis_and_the_log(home: Home, nel: FakeBin, tmp
     add(home, Job("nel", "5d2a8e7f1c9b0346", last_status="RUNNING"))
     # text lines: pytest's long tmp path would not fit a 400-character JSON line beside the cause
     watcher, out = make_watcher(home, as_json=False)
-    active = watcher.cycle(everything=True)
+    assert watcher.cycle(everything=True) == []
     logs = tmp_path / "cache" / "jobmon" / "nel" / "5d2a8e7f1c9b0346"
     log = logs / "5d2a8e7f1c9b0346.0" / "logs" / "client_stdout.log"
     assert nel.calls("nel info") == [f"nel info 5d2a8e7f1c9b0346 --copy-logs {logs}"]

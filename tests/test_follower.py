@@ -181,3 +181,18 @@ def test_detach_starts_one_poller_and_says_its_pid(home: Home, cluster: Cluster,
 def test_bad_watch_options_are_one_line_and_exit_2(home: Home, argv: list[str], message: str) -> None:
     ran = jobmon("watch", *argv, *home.args())
     assert (ran.code, ran.out, ran.err.splitlines()) == (2, "", [message])
+
+
+def test_a_poller_that_fails_says_why_to_its_followers_in_one_line(home: Home, cluster: Cluster, fast: str) -> None:
+    cluster.set("10", "RUNNING")
+    assert jobmon("add", "--type", "slurm", "--id", "10", "--host", "c", *home.args()).code == 0
+    proc = subprocess.Popen([sys.executable, "-m", "jobmon", "watch", "--json", "--config", fast, *home.args()],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    assert json.loads(proc.stdout.readline())["to"] == "RUNNING"  # type: ignore[union-attr]
+    home.registry.write_text("[{")  # the registry is damaged under the poller
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 3 and "Traceback" not in err
+    why = f"{home.registry}: not valid JSON (line 1, column 3: Expecting property name enclosed in double quotes); left as it is"
+    assert [(e["kind"], e["detail"]) for e in map(json.loads, out.splitlines())] == [
+        ("error", f"jobmon poller: fatal: {why}"), ("error", f"jobmon-watch: fatal: {why}")]
+    assert home.registry.read_text() == "[{"

@@ -1,7 +1,6 @@
 """The watcher against a fake SLURM behind a fake ssh (real executables first on PATH)."""
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from jobmon import config
-from jobmon.registry import Job, Registry
+from jobmon.registry import Job
 from jobmon.rules import Book
 from conftest import Cluster, Home, add, events, jobmon, make_watcher
 
@@ -342,7 +341,8 @@ def test_sigterm_stops_the_watcher_cleanly(home: Home, cluster: Cluster) -> None
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
-    assert rest.splitlines()[-1][9:] == "watch stopped: 1 job: 1 running"
+    assert rest.splitlines()[-1][9:] == ("watch stopped: still watching 1 job (1 running): "
+                                         f"run jobmon watch --interval 30 {' '.join(home.args())} again")
     assert home.jobs()[0]["last_status"] == "RUNNING"
 
 
