@@ -284,7 +284,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     if args.once:
-        return _once(args, registry, watcher, follow)
+        return _once(registry, watcher, follow)
     if not cursor.claim():  # said on stdout: it is the only line this watch will give
         printer.emit(Event(kind="error", detail=f"jobmon-watch: reader {cursor.name}: another watch serves it and "
                                                 "did not let go; give this one --reader NAME"))
@@ -312,7 +312,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
             thread.join()
 
 
-def _once(args: argparse.Namespace, registry: "Registry", watcher, follow) -> int:  # type: ignore[no-untyped-def]
+def _once(registry: "Registry", watcher, follow) -> int:  # type: ignore[no-untyped-def]
     """``watch --once``: one check of every job (unless a poller runs: it checks), what is new
     for the reader (unless a watch serves it: it prints them), then the summary."""
     from jobmon import poller
@@ -544,6 +544,11 @@ def build_parser() -> argparse.ArgumentParser:
     job.add_argument("--id", required=True, help="the job's id in its own system")
     job.add_argument("--host", help="login node or ssh alias the job runs behind")
     job.add_argument("--user")
+    interval = argparse.ArgumentParser(add_help=False)
+    interval.add_argument("--interval", type=float, help="seconds between checks, for every type")
+    reader = argparse.ArgumentParser(add_help=False)
+    reader.add_argument("--reader", default="agent",
+                        help="whose cursor: starts after the last event given to it (default: agent)")
 
     parser = argparse.ArgumentParser(prog="jobmon", description="Watch long-running ML jobs and report each state change.",
                                      epilog="Exit codes: 0 done, 1 failed, 2 bad usage or config, 3 unreadable registry.")
@@ -562,20 +567,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("list", cmd_list, "list registered jobs", [common])
     add("status", cmd_status, "check every job once now, print changes and a summary", [common])
     p = add("watch", cmd_watch, "print the session's events as they happen, until no job is left "
-                                "(same as bin/jobmon-watch)", [common])
-    p.add_argument("--interval", type=float, help="seconds between checks, for every type")
+                                "(same as bin/jobmon-watch)", [common, interval, reader])
     p.add_argument("--once", action="store_true", help="check every job once, print what is new, then the summary")
     p.add_argument("--for", dest="for_", metavar="DURATION",
                    help="end at DURATION (90s, 25m, 1h) with a rearm line while jobs remain; never polls "
                         "itself but makes sure a detached poller runs")
-    p.add_argument("--reader", default="agent", help="whose cursor: starts after the last event given to it (default: agent)")
     p.add_argument("--detach", action="store_true", help="start a poller in the background (if none runs), print its pid")
     p = add("poll", cmd_poll, "the poller alone, in the foreground, printing nothing (what watch --detach starts)",
-            [common])
-    p.add_argument("--interval", type=float, help="seconds between checks, for every type")
+            [common, interval])
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the watch lock, handed over by its starter
-    p = add("events", cmd_events, "print the events not yet given to a reader, then the session summary", [common])
-    p.add_argument("--reader", default="agent", help="whose cursor (default: agent)")
+    p = add("events", cmd_events, "print the events not yet given to a reader, then the session summary",
+            [common, reader])
     p.add_argument("--all", action="store_true", help="the whole event log (the cursor stays)")
     p = add("remove", cmd_remove, "stop watching a job (it goes to history)", [common])
     p.add_argument("--id", required=True)
