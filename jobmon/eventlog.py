@@ -22,6 +22,7 @@ from typing import Iterator, NamedTuple, Sequence
 from loguru import logger
 
 from jobmon.events import Event
+from jobmon.files import atomic_write
 
 LIMIT = 4 << 20  # bytes before the log rotates: ~14,000 events; the file before it is kept
 TAIL = 64 << 10  # bytes read from the end of the log to find its last seq
@@ -203,15 +204,10 @@ class Cursor:
         return int(text) if text.isdigit() else 0
 
     def set(self, seq: int) -> None:
-        """Atomic (temp file, rename): a watch killed at any moment leaves the old or the new
-        value, never half of one. Not fsynced: this runs once per printed line."""
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, f"{seq}\n".encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, self.path)
+        """A watch killed at any moment leaves the old or the new value, never half of one. Not
+        synced to disk: this runs once per printed line."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, f"{seq}\n".encode(), mode=0o600, sync=False)
 
     # ------------------------------------------------------------ one follower per reader
 

@@ -9,9 +9,9 @@ kept unless ``force``.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
+
+from jobmon.files import atomic_write
 
 NAME = "monitor"
 SIDECAR = ".jobmon-installed"
@@ -90,16 +90,6 @@ def _write(path: Path, data: bytes) -> None:
     """Atomically: a reader (the agent loading its skills) sees the old file or the new one."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        atomic_write(path, data, mode=0o644)  # a skill is an ordinary readable file
     except OSError as exc:
-        raise SkillError(f"{path.parent}: cannot write: {exc.strerror or exc}") from None
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a skill is an ordinary readable file
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise SkillError(f"{path}: cannot write: {exc.strerror or exc}") from None
