@@ -189,7 +189,9 @@ def test_a_poller_that_fails_says_why_to_its_followers_in_one_line(home: Home, c
     proc = subprocess.Popen([sys.executable, "-m", "jobmon", "watch", "--json", "--config", fast, *home.args()],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     assert json.loads(proc.stdout.readline())["to"] == "RUNNING"  # type: ignore[union-attr]
-    home.registry.write_text("[{")  # the registry is damaged under the poller
+    damaged = home.registry.with_name("damaged")
+    damaged.write_text("[{")
+    damaged.replace(home.registry)  # at once: a poller that read it half-written would see no job
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 3 and "Traceback" not in err
     why = f"{home.registry}: not valid JSON (line 1, column 3: Expecting property name enclosed in double quotes); left as it is"
