@@ -151,7 +151,7 @@ def _detached(args: argparse.Namespace, config: "Config", registry: "Registry", 
     if started:
         print(f"jobmon: poller started (pid {pid}), its log in {registry.path.with_name('watch.log')}", file=sys.stderr)
     elif pid is not None and not quiet:
-        print(f"jobmon: a poller already runs for this registry ({_holder(pid)})", file=sys.stderr)
+        print(_poller_runs(pid), file=sys.stderr)
     return pid
 
 
@@ -163,8 +163,9 @@ def _poll_options(args: argparse.Namespace) -> list[str]:
     return out + ["-v"] * args.verbose
 
 
-def _holder(pid: int) -> str:
-    return f"pid {pid}" if pid > 0 else "pid not written yet: it is starting"
+def _poller_runs(pid: int) -> str:
+    who = f"pid {pid}" if pid > 0 else "pid not written yet: it is starting"
+    return f"jobmon: a poller already runs for this registry ({who})"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -323,8 +324,7 @@ def _once(registry: "Registry", watcher, follow) -> int:  # type: ignore[no-unty
     if holder is None:
         poller.Poller(watcher, lock).run(once=True)
     else:
-        print(f"jobmon: a poller already runs for this registry ({_holder(holder)}); it checks the jobs",
-              file=sys.stderr)
+        print(f"{_poller_runs(holder)}; it checks the jobs", file=sys.stderr)
     follow.print_new()
     follow.summary_line()
     return OK
@@ -353,7 +353,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
     else:
         holder = lock.acquire()
         if holder is not None:
-            print(f"jobmon: a poller already runs for this registry ({_holder(holder)})", file=sys.stderr)
+            print(_poller_runs(holder), file=sys.stderr)
             return OK
 
     def stop(signum: int, _frame: object) -> None:
