@@ -12,6 +12,8 @@ docs/performance.md with a description of the machine.
 5. A follower (`jobmon-watch --for`): the time from an event being appended to the log (by
    another process, as a detached poller does) to the follower printing it, and its CPU while
    no event comes.
+6. Mass completion: 500 jobs ending in one poll, on_complete batched per host vs one call per
+   job (how it ran before), side by side.
 """
 from __future__ import annotations
 
@@ -40,19 +42,34 @@ sleep "$BENCH_LATENCY"
 exec bash -c "$*"
 """
 
-# Every job is RUNNING: the answer's size grows with the ids asked for, as sacct's does.
+# Every job is in $BENCH_STATE (RUNNING unless set): the answer's size grows with the ids asked
+# for, as sacct's does. Without -X (on_complete's query): each job's row and its batch step's.
 FAKE_SACCT = """#!/usr/bin/env bash
-ids=""
-while [ $# -gt 0 ]; do case "$1" in -j) ids="$2"; shift 2 ;; *) shift ;; esac; done
+ids=""; steps=1
+while [ $# -gt 0 ]; do case "$1" in -j) ids="$2"; shift 2 ;; -X) steps=0; shift ;; *) shift ;; esac; done
 IFS=, read -ra list <<< "$ids"
-for id in "${list[@]}"; do printf '%s|RUNNING|0:0|00:01:00\\n' "$id"; done
+state="${BENCH_STATE:-RUNNING}"
+for id in "${list[@]}"; do
+  if [ "$steps" = 0 ]; then printf '%s|%s|%s|0:0|0:0|00:01:00|2026-01-01T00:00:00\\n' "$id" "$id" "$state"
+  else printf '%s|%s|%s|0:0|\\n%s.batch|%s.batch|%s|0:0|1.5G\\n' "$id" "$id" "$state" "$id" "$id" "$state"; fi
+done
+"""
+
+# The controller: knows no job (sacct answers for all), and gives each job's log paths once.
+FAKE_SQUEUE = """#!/usr/bin/env bash
+echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1
+"""
+FAKE_SCONTROL = """#!/usr/bin/env bash
+for id in $(seq 1000 1999); do
+  echo "JobId=$id JobName=bench JobState=RUNNING WorkDir=/tmp StdErr=/tmp/slurm-$id.out StdIn=/dev/null StdOut=/tmp/slurm-$id.out Power="
+done
 """
 
 
 def fake_cluster(tmp: Path, latency: float) -> dict[str, str]:
     bin_dir = tmp / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name, text in (("ssh", FAKE_SSH), ("sacct", FAKE_SACCT)):
+    for name, text in (("ssh", FAKE_SSH), ("sacct", FAKE_SACCT), ("squeue", FAKE_SQUEUE), ("scontrol", FAKE_SCONTROL)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "BENCH_LOG": str(tmp / "calls.log"),
@@ -109,6 +126,61 @@ def per_poll(n: int, hosts: int, latency: float, baseline: bool = True) -> dict[
         theirs = time.monotonic() - start
         their_calls = calls(tmp)
     return {"ours": ours, "theirs": theirs, "our_calls": our_calls, "their_calls": their_calls}
+
+
+# ---------------------------------------------------------------- 6. mass completion
+
+# How on_complete ran before it was batched: one ssh per ending job (max_parallel at once).
+PER_JOB_ON_COMPLETE = """types:
+  slurm:
+    on_complete: >-
+      {{ ssh }} -- {{ host }} {% remote %}sacct -j {{ id }} -n -P --format=JobID,JobIDRaw,State,ExitCode,MaxRSS
+      | awk -F'|' '$5 != "" { print "maxrss " $5 }' | tail -n 1{% endremote %}
+"""
+
+
+def mass_end(n: int, hosts: int, latency: float, per_job: bool = False) -> dict[str, float]:
+    """``n`` running jobs all end in one poll: the poll's wall time (check, on_complete, the end
+    events logged) and its commands, with on_complete batched per host (or one per job)."""
+    from loguru import logger
+
+    from jobmon import config
+    from jobmon.eventlog import EventLog
+    from jobmon.registry import Job, Registry
+    from jobmon.watch import Watcher
+
+    logger.remove()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        env = fake_cluster(tmp, latency)
+        override = tmp / "per-job.yaml"
+        override.write_text(PER_JOB_ON_COMPLETE)
+        jobs = [Job("slurm", str(1000 + i), host=f"cluster-{i % hosts}") for i in range(n)]
+        reg = Registry(tmp / "reg" / "active_jobs.json")
+        with reg.transaction() as entries:
+            entries.extend(jobs)
+        old = dict(os.environ)
+        os.environ.update(env)
+        try:
+            cfg = config.load(str(override) if per_job else None, env={})
+            log = EventLog(reg.events_path)
+            watcher = Watcher(cfg, reg, log)
+            watcher.cycle(everything=True)  # NEW -> RUNNING, log paths kept
+            start = time.monotonic()
+            watcher.cycle(everything=True)  # one round trip of the check: nothing changes
+            quiet = time.monotonic() - start
+            calls(tmp)
+            os.environ["BENCH_STATE"] = "COMPLETED"
+            start = time.monotonic()
+            watcher.cycle(everything=True)
+            wall = time.monotonic() - start
+            ended = sum(1 for e in log.since(0) if e.kind == "state" and e.terminal)
+            used = calls(tmp)
+        finally:
+            os.environ.clear()
+            os.environ.update(old)
+    assert ended == n, f"{ended} of {n} ends logged"
+    return {"wall": wall, "calls": used, "quiet": quiet}
 
 
 # ---------------------------------------------------------------- 2. real sshd
@@ -293,6 +365,18 @@ def main() -> int:
     for n, h in [] if args.quick else [(1200, 1), (500, 40)]:
         r = per_poll(n, h, args.latency, baseline=False)
         out.append(f"| {n} | {h} | {r['our_calls']} | – | {r['ours']:.2f} s | – | {r['ours'] / args.latency:.2f} | – |")
+        print(out[-1], file=sys.stderr)
+
+    out += ["", "### 6. Mass completion: every job ends in one poll", f"Fake ssh latency {args.latency * 1000:.0f} ms. "
+            "The poll's wall time: the check, on_complete for every job, the end events logged; "
+            "a quiet poll (the same check, nothing ends) is one round trip as jobmon sees it.", "",
+            "| jobs | hosts | commands, batched | wall, batched | batched / a quiet poll | commands, one per job "
+            "| wall, one per job | one per job / batched |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, h in [(50, 1)] if args.quick else [(50, 1), (500, 1), (500, 10)]:
+        b = mass_end(n, h, args.latency)
+        p = mass_end(n, h, args.latency, per_job=True)
+        out.append(f"| {n} | {h} | {b['calls']} | {b['wall']:.2f} s | {b['wall'] / b['quiet']:.2f} "
+                   f"| {p['calls']} | {p['wall']:.1f} s | {p['wall'] / b['wall']:.0f}× |")
         print(out[-1], file=sys.stderr)
 
     out += ["", "### 2. A real ssh round trip (`ssh host true`) to sshd on 127.0.0.1", ""]

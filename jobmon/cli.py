@@ -78,10 +78,23 @@ def cmd_add(args: argparse.Namespace) -> int:
     fields = {"file": args.file or "", **dict(_pairs(args.field))}
     job = _new_job(config, args, args.type, args.id, args.host or "", args.user or "", args.desc, fields)
     registry = _registry(args)
-    _register(registry, [job], update_description=args.desc is not None)
+    _register(registry, [_resolved(config, job)], update_description=args.desc is not None)
     if args.watch:
         _detached(args, config, registry)
     return OK
+
+
+def _resolved(config: "Config", job):  # type: ignore[no-untyped-def]
+    """The job under the full id its system answers with, for a type whose ids may be
+    abbreviated (nel takes any unique prefix); as given when the system cannot tell."""
+    from dataclasses import replace
+
+    from jobmon import resolve
+
+    found = resolve.resolve(config, job)
+    if found.note is not None:
+        print(f"jobmon: {found.note}", file=sys.stderr)
+    return replace(job, id=found.id)
 
 
 def _new_job(config: "Config", args: argparse.Namespace, type_name: str, job_id: str, host: str, user: str,
@@ -453,10 +466,6 @@ def cmd_render(args: argparse.Namespace) -> int:
             print(plan.command(group))
             continue
         print(plan.command(group))
-        fallback = group.jtype.fallback
-        if fallback is not None:  # as a comment, so the output still runs as a script
-            for sub in plan.split(group.jtype, group.settings, group.host, list(group.jobs), fallback):
-                print(f"# for jobs the check has no row for: {plan.command(sub, fallback)}")
     return OK
 
 
@@ -484,15 +493,22 @@ def cmd_discover(args: argparse.Namespace) -> int:
             desc = f' "{c.description}"' if c.description else ""
             print(f"{'registered' if c.registered else 'new':<10} {c.type:<9} {who:<28} {c.state:<10}{desc}")
     if args.add is None:
-        return OK
-    chosen = [c for c in found if not c.registered and (not args.add or c.id in args.add)]
-    missing = sorted(set(args.add) - {c.id for c in found})
-    if missing:
-        raise Failure(f"--add: no candidate {missing[0]} (see the list above)", FAILED)
-    new = [_new_job(config, args, c.type, c.id, c.host, args.user or "", c.description,
-                    {k: v for k, v in c.fields.items() if k in config.types[c.type].fields}) for c in chosen]
+        return FAILED if problems else OK
+    new: list[Job] = []
+    skipped: list[str] = []
+    for c in found:
+        if c.registered or (args.add and c.id not in args.add):
+            continue
+        fields = {k: v for k, v in c.fields.items() if k in config.types[c.type].fields}
+        try:
+            new.append(_new_job(config, args, c.type, c.id, c.host, args.user or "", c.description, fields))
+        except Failure as exc:  # one row the type refuses must not keep the others from being watched
+            skipped.append(f"skipped {c.type} {c.id}{'@' + c.host if c.host else ''}: {exc}")
+    skipped += [f"no candidate {i} (see the list above)" for i in sorted(set(args.add) - {c.id for c in found})]
     _register(registry, new)
-    return OK
+    for why in skipped:  # after the registered ones: the last lines say what is left to do
+        print(f"jobmon: --add: {why}", file=sys.stderr)
+    return FAILED if problems or skipped else OK
 
 
 def cmd_skill(args: argparse.Namespace) -> int:

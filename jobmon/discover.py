@@ -1,7 +1,9 @@
 """``jobmon discover``: the jobs a user could watch, registered or not yet.
 
 First the registry, then each job type's own discovery command (nel runs of the last day,
-``squeue -u`` on each host, recent launcher experiments), one candidate per matching line.
+``squeue -u`` on each host, recent launcher experiments). Lines whose ``id`` group is the same
+are one candidate: the type's regex decides what a job is (SLURM's array tasks and het job
+components name their array or het job), and this module only merges them.
 """
 from __future__ import annotations
 
@@ -65,16 +67,26 @@ def discover(config: Config, jobs: list[Job], *, types: list[str], hosts: list[s
             if not result.ok:
                 problems.append(Problem(name, host, result.why()))
                 continue
-            for line in rules.clean(result.stdout).splitlines():
-                match = jtype.discover.regex.search(line)
-                if not match:
+            for job_id, row in listed(result.stdout, jtype).items():
+                if (name, job_id, host) in registered or any(c.key == (name, job_id, host) for c in found):
                     continue
-                groups = {k: (v or "").strip() for k, v in match.groupdict().items()}
-                job_id = groups.pop("id")
-                state = groups.pop("state", "") or "?"
-                desc = groups.pop("description", "")
-                key = (name, job_id, host)
-                if key in registered or any(c.key == key for c in found):
-                    continue
-                found.append(Candidate(name, job_id, host, state, desc, False, groups))
+                groups = {k: v for k, v in row.groups.items() if k not in ("id", "state", "description")}
+                found.append(Candidate(name, job_id, host, row.state or "?", row.groups.get("description", ""),
+                                       False, groups))
     return found, problems
+
+
+def listed(output: str, jtype: JobType) -> dict[str, rules.Row]:
+    """A discovery command's output as one row per job id, in the order the ids first appear.
+
+    Rows that share an id (an array's running tasks and its pending record) are combined as a
+    check combines a job's rows, so the candidate shows the state the watcher would report.
+    """
+    assert jtype.discover is not None
+    rows: dict[str, list[rules.Row]] = {}
+    for line in rules.clean(output).splitlines():
+        match = jtype.discover.regex.search(line)
+        if match:
+            groups = {k: (v or "").strip() for k, v in match.groupdict().items()}
+            rows.setdefault(groups["id"], []).append(rules.Row(rules.normalize(groups.get("state", ""), jtype), groups))
+    return {job_id: rules.combine(same, jtype) for job_id, same in rows.items()}

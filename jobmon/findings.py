@@ -6,7 +6,7 @@ findings come out.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Mapping
 
 from jobmon.config import Pattern
 
@@ -58,6 +58,8 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> l
     done = set(seen)
     found: list[tuple[int, str, str, dict[str, str]]] = []
     for pattern in patterns:
+        if pattern.field:
+            continue  # said from the job's row (``field_events``), not from its output
         if pattern.step:
             best: dict[str, tuple[int, re.Match[str]]] = {}
             for match in pattern.regex.finditer(text):
@@ -88,14 +90,41 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str]) -> l
     return [(name, said, groups) for _, name, said, groups in sorted(found, key=lambda f: f[0])]
 
 
+def field_events(groups: Mapping[str, str], patterns: Iterable[Pattern], seen: Iterable[str]
+                 ) -> list[tuple[str, str, dict[str, str]]]:
+    """Key events in what a check's row says of the job (a pending reason that means it will
+    never start), each name said once."""
+    done = set(seen)
+    found = []
+    for pattern in patterns:
+        said = _field(pattern, groups) if pattern.field and pattern.name not in done else None
+        if said is not None:
+            found.append((pattern.name, said, {}))
+    return found
+
+
+def _field(pattern: Pattern, groups: Mapping[str, str]) -> str | None:
+    """What a pattern with ``field`` says of a row's groups, or None."""
+    value = groups.get(pattern.field, "")
+    match = pattern.regex.search(value) if value else None
+    if match is None:
+        return None
+    return _say(pattern, match, value, job=dict(groups))
+
+
 def _groups(match: re.Match[str]) -> dict[str, str]:
     return {k: v.strip() for k, v in match.groupdict().items() if v}
 
 
-def diagnose(text: str, patterns: Iterable[Pattern]) -> str | None:
-    """The root cause in one line: the first pattern, in declared order, that finds something;
-    of its matches the last one, nearest the failure (a log may say it twice, wrapped first)."""
+def diagnose(text: str, patterns: Iterable[Pattern], groups: Mapping[str, str] | None = None) -> str | None:
+    """The root cause in one line: the first pattern, in declared order, that finds something
+    in the text; of its matches the last one, nearest the failure (a log may say it twice,
+    wrapped first). Then, if the text names no cause, what the patterns with ``field`` find in
+    the job's row (a signal in its exit code): the scheduler's word over a random last line."""
+    patterns = tuple(patterns)
     for pattern in patterns:
+        if pattern.field:
+            continue
         if pattern.traceback:
             cause = last_exception(text)
             if cause:
@@ -106,6 +135,10 @@ def diagnose(text: str, patterns: Iterable[Pattern]) -> str | None:
             pass
         if match:
             return _say(pattern, match, text)
+    for pattern in patterns:
+        said = _field(pattern, groups) if pattern.field and groups else None
+        if said is not None:
+            return said
     return None
 
 
@@ -161,9 +194,10 @@ def last_exception(text: str) -> str | None:
 
 
 def log_path(text: str, pattern: re.Pattern[str] | None) -> str | None:
-    """The full log's path, as the type's ``log`` regex finds it in on_failure's output."""
-    match = pattern.search(text) if pattern is not None else None
-    return match.group("path").strip() if match else None
+    """The full log's paths (a job's StdOut and StdErr), as the type's ``log`` regex finds them
+    in on_failure's output."""
+    paths = dict.fromkeys(m.group("path").strip() for m in pattern.finditer(text)) if pattern is not None else {}
+    return ", ".join(paths) or None
 
 
 def metrics(text: str, patterns: Iterable[Pattern]) -> list[tuple[str, bool]]:

@@ -5,13 +5,15 @@ over the job's values and the check's named groups.
 """
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from loguru import logger
 
-from jobmon import findings, plan, rules, run, template
+from jobmon import findings, parallel, plan, rules, run, template
 from jobmon.config import Config, JobType
+from jobmon.jobtype import Action
 from jobmon.events import Event, clip, one_line
 from jobmon.registry import Job
 
@@ -28,9 +30,14 @@ class Outcome(NamedTuple):
 
 def event_for(job: Job, jtype: JobType, change: rules.Change, now: datetime, extra: str = "") -> Event:
     detail = change.why
-    if change.kind == "state" and jtype.detail is not None and change.groups:
+    if change.kind in ("state", "part") and jtype.detail is not None and change.groups:
+        values = plan.result_values(job, jtype, change)
+        if change.kind == "part":  # a part's end: said as its own end, though the job goes on
+            part_state = change.after.rsplit(" ", 1)[-1]
+            values.update(state=part_state, outcome=rules.outcome_of(jtype.category(part_state)),
+                          parts_total="", parts_done="", parts_failed="")
         try:
-            detail = one_line(jtype.detail.render(plan.result_values(job, jtype, change)))
+            detail = one_line(jtype.detail.render(values))
         except Exception as exc:  # a group the regex did not capture this time
             logger.warning("{}: detail template: {}", jtype.name, exc)
     if extra:
@@ -40,8 +47,36 @@ def event_for(job: Job, jtype: JobType, change: rules.Change, now: datetime, ext
                  after=change.after, terminal=change.terminal, outcome=change.outcome, detail=detail, time=now)
 
 
-def outcome(config: Config, job: Job, jtype: JobType, change: rules.Change, now: datetime) -> Outcome:
-    """Run the job's action and say its end in one event, with the cause or the results."""
+class Ending(NamedTuple):
+    """A job that ended, and the action that tells why or how well: the job's own, or, when
+    another type gave the verdict, that type's for the job it names."""
+
+    job: Job
+    jtype: JobType
+    change: rules.Change
+    acting: Job
+    acting_type: JobType
+    action: Action | None
+    values: dict[str, Any]  # the action's template values for this job
+
+    @property
+    def batch_key(self) -> tuple[str, str, str]:
+        return (self.acting_type.name, self.acting.host, "success" if self.change.outcome == "success" else "failure")
+
+
+class Said(NamedTuple):
+    """An action's output for one job."""
+
+    ok: bool
+    stdout: str
+    stderr: str
+    why: str  # what went wrong, when not ok
+
+
+BATCH_OUTPUT_LIMIT = 64 << 20  # a batched action's output, for all of its jobs together
+
+
+def ending(config: Config, job: Job, jtype: JobType, change: rules.Change) -> Ending:
     acting, acting_type = job, jtype
     if change.groups.get("delegate_type") in config.types:
         # The other type gave the verdict: its actions know where that job's output is.
@@ -49,30 +84,107 @@ def outcome(config: Config, job: Job, jtype: JobType, change: rules.Change, now:
                      host=change.groups.get("delegate_host", ""), user=job.user)
         acting_type, _ = config.resolve(acting.type, acting.host)
     action = acting_type.on_complete if change.outcome == "success" else acting_type.on_failure
+    other = rules.Change(change.kind, change.before, change.groups.get("delegate_state", change.after),
+                         change.terminal, change.outcome, change.groups)
+    values = plan.result_values(acting, acting_type, other if acting is not job else change)
+    return Ending(job, jtype, change, acting, acting_type, action, values)
+
+
+def outcomes(config: Config, claimed: list[tuple[Job, JobType, rules.Change]], now: datetime) -> list[Outcome]:
+    """Every ended job's action run and its end said: one command per host for a type whose
+    action is batched (500 jobs ending at once cost one round trip, not 500), one per job
+    otherwise; hosts in parallel, within the configured bounds."""
+    endings = [ending(config, *c) for c in claimed]
+    units: list[list[int]] = []  # each: the endings one command serves
+    batches: dict[tuple[str, str, str], list[int]] = {}
+    for i, e in enumerate(endings):
+        if e.action is not None and e.action.batch:
+            batches.setdefault(e.batch_key, []).append(i)
+        else:
+            units.append([i])
+    for members in batches.values():
+        size = endings[members[0]].action.batch_size  # type: ignore[union-attr]
+        units += [members[k:k + size] for k in range(0, len(members), size)]
+    said: dict[int, Said] = {}
+
+    def work(unit: list[int]) -> dict[int, Said]:
+        return _act(config, [endings[i] for i in unit], unit)
+
+    for result in parallel.map_by_host(units, lambda u: endings[u[0]].acting.host, work,
+                                       limit=lambda u: config.resolve(endings[u[0]].acting_type.name,
+                                                                      endings[u[0]].acting.host)[1].max_parallel,
+                                       total=config.settings.max_parallel_total, name="action"):
+        said.update(result)
+    return [_outcome(e, said.get(i), now) for i, e in enumerate(endings)]
+
+
+def _act(config: Config, unit: list[Ending], indexes: list[int]) -> dict[int, Said]:
+    """Run one action (one job's, or one batch's) and give each job its part of the output."""
+    first = unit[0]
+    if first.action is None:
+        return {}
+    _, settings = config.resolve(first.acting.type, first.acting.host)
+    common = plan.common_values(settings, first.acting_type)
+    which = "on_complete" if first.change.outcome == "success" else "on_failure"
+    try:
+        if not first.action.batch:
+            command = template.render(first.action.template, {**first.values, **common})
+            result = run.run(command, first.acting_type.action_timeout)
+            why = "" if result.ok else f"{which} failed: {result.why()}"
+            return {indexes[0]: Said(result.ok, result.stdout, result.stderr, why)}
+        marker = f"jobmon-{secrets.token_hex(8)}"  # a log cannot print it, so cannot forge a job's part
+        command = template.render(first.action.template, {
+            **common, "ids": [e.acting.id for e in unit], "jobs": [e.values for e in unit],
+            "host": first.acting.host, "user": first.acting.user, "type": first.acting_type.name, "marker": marker})
+        result = run.run(command, first.acting_type.action_timeout, limit=BATCH_OUTPUT_LIMIT)
+    except Exception as exc:  # a template that cannot render this job's values: its action failed
+        logger.warning("{} {}: {}", first.acting_type.name, which, exc)
+        return {i: Said(False, "", "", f"{which} failed: {exc}") for i in indexes}
+    parts = split(result.stdout, marker)
+    why = "" if result.ok else f"{which} failed: {result.why()}"
+    return {i: Said(result.ok, parts.get(e.acting.id, ""), "" if result.ok else result.stderr, why)
+            for i, e in zip(indexes, unit)}
+
+
+def split(output: str, marker: str) -> dict[str, str]:
+    """A batched action's output -> each job's part: a line ``<marker> <id>`` starts it."""
+    parts: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    head = marker + " "
+    for line in output.splitlines(keepends=True):
+        if line.startswith(head):
+            current = parts.setdefault(line[len(head):].strip(), [])
+        elif current is not None:
+            current.append(line)
+    return {job_id: "".join(lines) for job_id, lines in parts.items()}
+
+
+def outcome(config: Config, job: Job, jtype: JobType, change: rules.Change, now: datetime) -> Outcome:
+    """One job's end (its action run alone)."""
+    return outcomes(config, [(job, jtype, change)], now)[0]
+
+
+def _outcome(e: Ending, said: Said | None, now: datetime) -> Outcome:
+    """Say the job's end in one event, with the cause or the results its action found."""
+    job, jtype, change, acting_type = e.job, e.jtype, e.change, e.acting_type
     output, distilled, found = "", "", []
-    if action is not None:
-        _, settings = config.resolve(acting.type, acting.host)
-        other = rules.Change(change.kind, change.before, change.groups.get("delegate_state", change.after),
-                             change.terminal, change.outcome, change.groups)
-        values = {**plan.result_values(acting, acting_type, other if acting is not job else change),
-                  **plan.common_values(settings, acting_type)}
-        result = run.run(template.render(action, values), acting_type.action_timeout)
-        full = rules.clean(result.stdout + ("\n" + result.stderr if result.stderr.strip() else ""))
+    if said is not None:
+        full = rules.clean(said.stdout + ("\n" + said.stderr if said.stderr.strip() else ""))
         output = full[-ACTION_TAIL:]
-        if result.ok or result.stdout.strip():
+        if said.ok or said.stdout.strip():
             if change.outcome == "failure":  # the cause short enough to leave room for the log's path
-                said = rules.clean(result.stdout)
+                text = rules.clean(said.stdout)
                 if acting_type.log is not None:  # the line naming the log is not a cause (an empty log)
-                    said = acting_type.log.sub("", said)
-                cause = clip(findings.diagnose(full, acting_type.diagnosis) or distill(said), CAUSE_LIMIT)
+                    text = acting_type.log.sub("", text)
+                cause = findings.diagnose(full, acting_type.diagnosis, {**e.values, **change.groups})
+                cause = clip(cause or distill(text), CAUSE_LIMIT)
                 where = findings.log_path(full, acting_type.log)
                 distilled = f"{cause} (log: {where})" if cause and where else cause or (f"log: {where}" if where else "")
             else:
-                found = findings.metrics(rules.clean(result.stdout), acting_type.metrics)
-                distilled = ", ".join(t for t, _ in found) if acting_type.metrics else distill(rules.clean(result.stdout))
+                found = findings.metrics(rules.clean(said.stdout), acting_type.metrics)
+                distilled = ", ".join(t for t, _ in found) if acting_type.metrics else distill(rules.clean(said.stdout))
         else:
-            which = "on_complete" if change.outcome == "success" else "on_failure"
-            distilled = f"{which} failed: {result.why()}"
+            distilled = said.why
     event = event_for(job, jtype, change, now, distilled)
     record = {**job.to_dict(), "last_status": change.after, "outcome": change.outcome,
               "finished": now.isoformat(timespec="seconds"), "detail": event.detail,

@@ -7,7 +7,7 @@ one-line ``file: key.path: problem`` error through the ``where`` (a ``where.Wher
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping
 
 from jobmon.settings import Settings
@@ -18,7 +18,9 @@ CATEGORIES = ("missing", "pending", "running", "success", "failure")
 # Variables the engine adds, beside a job's fields, to each kind of template.
 CHECK_VARS = ("ssh",)
 BATCH_VARS = ("ssh", "ids", "jobs", "host", "user", "type")
-RESULT_VARS = ("ssh", "state", "previous", "outcome", "groups", "delegate")
+RESULT_VARS = ("ssh", "state", "previous", "outcome", "groups", "delegate", "parts_total", "parts_done",
+               "parts_failed", "failed_part")
+ACTION_BATCH_VARS = BATCH_VARS + ("marker",)  # a batched action prints "<marker> <id>" before each job's part
 
 # Applied when a type declares no pattern of its own: a host is a hostname or ssh alias (never an
 # ssh option), a user a login name.
@@ -48,6 +50,26 @@ class JsonSpec:
 
 
 @dataclass(frozen=True)
+class Live:
+    """Rows in the check's own output that say what the controller holds now (SLURM's squeue
+    beside sacct): such a row that is not terminal outweighs a terminal one (a requeued job),
+    and answers for a job the check has no row for yet. While its ``fail_if`` matches, no end
+    is believed: the controller could not be asked whether the job runs again."""
+
+    regexes: tuple[re.Pattern[str], ...]
+    fail_if: re.Pattern[str] | None
+
+
+@dataclass(frozen=True)
+class Action:
+    """on_complete / on_failure: a command per job, or one per host for all its ending jobs."""
+
+    template: Any  # jinja2.Template (shell)
+    batch: bool
+    batch_size: int
+
+
+@dataclass(frozen=True)
 class Probe:
     command: Any  # jinja2.Template | None: one job
     batch: Any  # jinja2.Template | None: every job of the type on one host
@@ -60,6 +82,8 @@ class Probe:
     fail_if: re.Pattern[str] | None  # output that means the check failed (not the job)
     default: str | None  # the state of a one-job check whose output has no match (e.g. a log still growing)
     source: Mapping[str, str]  # template texts, for `jobmon render` and `types`
+    live: Live | None = None
+    capture: re.Pattern[str] | None = None  # lines whose groups are kept with the job the first time (log paths)
 
 
 @dataclass(frozen=True)
@@ -74,6 +98,7 @@ class Pattern:
     path: str = ""  # metrics: values at this path of YAML/JSON output, instead of regex matches
     summary: bool = True  # metrics: also shown in the summary line (scores are; MaxRSS is not)
     each: bool = False  # events: said once per value of the regex's first group, not once in all
+    field: str = ""  # events, diagnosis: match this named group of the job's row, not its output text
 
 
 @dataclass(frozen=True)
@@ -87,6 +112,17 @@ class Delegate:
     success: str  # our state when the other type says success
     failure: str
     confirm: frozenset[str]  # our states believed only if the other type does not say otherwise
+    # Our states not believed once the other type has ended the job for settings.lost_after
+    # (nel's PENDING after a TIMEOUT, while no autoresume comes): then the other's verdict stands.
+    during: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Resolve:
+    """How ``jobmon add`` turns an id the type's system abbreviates into the full one."""
+
+    command: Any  # jinja2.Template (shell): the job's values and ``ssh``; its output read as the check's
+    when: re.Pattern[str] | None  # only ids this matches whole are resolved (and matched to rows by prefix)
 
 
 @dataclass(frozen=True)
@@ -113,13 +149,13 @@ class JobType:
     diagnosis: tuple[Pattern, ...]  # in order: the first found in a failure's output is its cause
     metrics: tuple[Pattern, ...]  # results found in on_complete's output, e.g. scores
     log: re.Pattern[str] | None  # finds the full log's path (group `path`) in on_failure's output
-    fallback: Probe | None  # asked about the jobs the check had no row for
     delegate: Delegate | None
     discover: Discover | None
     vars: Mapping[str, str]  # the type's own template variables, overridable per cluster
-    on_complete: Any
-    on_failure: Any
+    on_complete: Action | None
+    on_failure: Action | None
     sources: tuple[str, ...]
+    resolve: Resolve | None = None  # ids may be abbreviations: expanded at add, matched to rows by prefix
 
     def problem(self, values: Mapping[str, str]) -> str | None:
         """Why these job values cannot be registered (one line), or None."""
@@ -151,6 +187,18 @@ class JobType:
 # ---------------------------------------------------------------- building
 
 
+def row_vars(probe: Probe) -> set[str]:
+    """Every name a check's rows may give a job: its regexes' groups (live and captured ones
+    too) or its JSON fields."""
+    regexes = probe.regexes + (probe.live.regexes if probe.live else ()) + ((probe.capture,) if probe.capture else ())
+    return {g for r in regexes for g in r.groupindex} | set(probe.json.fields if probe.json else ())
+
+
+def _lines(pattern: re.Pattern[str]) -> re.Pattern[str]:
+    """A pattern searched in a whole output: ^ and $ match at each line."""
+    return re.compile(pattern.pattern, re.MULTILINE)
+
+
 def _regex(text: str, where: Where, rel: tuple[str, ...], groups: Iterable[str] = ()) -> re.Pattern[str]:
     try:
         pattern = re.compile(text)
@@ -177,9 +225,10 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
     out: list[Pattern] = []
     for i, item in enumerate(raw):
         at = (key, str(i))
-        owner = {"step": "events", "each": "events", "traceback": "diagnosis", "path": "metrics", "summary": "metrics"}
+        owner = {"step": "events", "each": "events", "traceback": "diagnosis", "path": "metrics", "summary": "metrics",
+                 "field": "events or diagnosis"}
         for option, only in owner.items():
-            if option in item and only != key:
+            if option in item and key not in only.split(" or "):
                 raise where.error(at + (option,), f"only for {only}")
         special = item.get("traceback") or item.get("path")
         if "regex" not in item and not special:
@@ -193,13 +242,16 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
         if name in {p.name for p in out}:
             raise where.error(at + ("name",), f"'{name}' is used twice")
         names = {"keys", "value"} if item.get("path") else set(regex.groupindex) | {"line", "match"}
+        if item.get("field"):
+            names |= {"job"}  # the whole row's groups, beside the field's own match
         text = _template(item.get("text"), names, where, at + ("text",), shell=False)
         if item.get("step", 1) <= 0:
             raise where.error(at + ("step",), "must be greater than 0")
         if item.get("each") and not regex.groups:
             raise where.error(at + ("each",), "needs a group in the regex: its value tells one occurrence from another")
         out.append(Pattern(name, regex, text, float(item.get("step", 0)), bool(item.get("traceback")),
-                           item.get("path", ""), bool(item.get("summary", True)), bool(item.get("each"))))
+                           item.get("path", ""), bool(item.get("summary", True)), bool(item.get("each")),
+                           item.get("field", "")))
     return tuple(out)
 
 
@@ -237,13 +289,42 @@ def _probe(check: Mapping[str, Any], key: str, job_vars: set[str], type_vars: Ma
         regexes=regexes,
         json=json_spec,
         ok_exit=tuple(check.get("ok_exit", [0])),
-        fail_if=_regex(check["fail_if"], where, (key, "fail_if")) if "fail_if" in check else None,
+        fail_if=_lines(_regex(check["fail_if"], where, (key, "fail_if"))) if "fail_if" in check else None,
         default=check.get("default"),
         source={k: check[k] for k in ("command", "batch", "read") if check.get(k)},
+        live=_live(check["live"], key, groups, where) if check.get("live") else None,
+        capture=_regex(check["capture"], where, (key, "capture"), ("id",)) if check.get("capture") else None,
     )
+    if probe.live is not None and probe.batch is None:
+        raise where.error((key, "live"), "only for a batched check: its rows come from the batch's output")
     if probe.batch_size < 1:
         raise where.error((key, "batch_size"), "must be at least 1")
     return probe
+
+
+def _live(raw: Mapping[str, Any], key: str, groups: tuple[str, ...], where: Where) -> Live:
+    texts = raw.get("regex")
+    if not texts:
+        raise where.error((key, "live", "regex"), "missing")
+    texts = [texts] if isinstance(texts, str) else texts
+    at = (key, "live", "regex")
+    regexes = tuple(_regex(t, where, at + ((str(i),) if len(texts) > 1 else ()), groups) for i, t in enumerate(texts))
+    fail_if = _lines(_regex(raw["fail_if"], where, (key, "live", "fail_if"))) if raw.get("fail_if") else None
+    return Live(regexes, fail_if)
+
+
+def _action(raw: Any, key: str, result_vars: set[str], type_vars: Mapping[str, str], where: Where) -> Action | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return Action(_template(raw, result_vars, where, (key,), shell=True), False, 1)
+    if not raw.get("batch"):
+        raise where.error((key, "batch"), "missing: the command run once for all of a host's ending jobs")
+    size = int(raw.get("batch_size", 50))
+    if size < 1:
+        raise where.error((key, "batch_size"), "must be at least 1")
+    allowed = set(type_vars) | set(ACTION_BATCH_VARS)
+    return Action(_template(raw["batch"], allowed, where, (key, "batch"), shell=True), True, size)
 
 
 def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, origins: Mapping,
@@ -264,7 +345,6 @@ def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, 
     if not check:
         raise where.error(("check",), "missing: a job type needs a check (command, batch or read, and regex or json)")
     probe = _probe(check, "check", job_vars, type_vars, where)
-    fallback = _probe(body["fallback"], "fallback", job_vars, type_vars, where) if body.get("fallback") else None
 
     states_raw = body.get("states", {})
     states: dict[str, frozenset[str]] = {}
@@ -293,8 +373,7 @@ def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, 
     diagnosis = build_patterns(body.get("diagnosis", []), "diagnosis", where) + common
     metrics = build_patterns(body.get("metrics", []), "metrics", where)
     captured = {g for p in events for g in p.regex.groupindex}
-    result_vars = (job_vars | set(RESULT_VARS) | {g for r in probe.regexes for g in r.groupindex} | captured
-                   | set(probe.json.fields if probe.json else ()))
+    result_vars = job_vars | set(RESULT_VARS) | row_vars(probe) | captured
     delegate = None
     if body.get("delegate"):
         d = body["delegate"]
@@ -304,15 +383,16 @@ def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, 
         for outcome in ("success", "failure"):
             if d[outcome] not in states["success" if outcome == "success" else "failure"]:
                 raise where.error(("delegate", outcome), f"{d[outcome]!r} is not under states.{outcome}")
-        row_vars = {g for r in probe.regexes for g in r.groupindex} | set(probe.json.fields if probe.json else ())
+        names = job_vars | captured | row_vars(probe) | {"open_part"}
         delegate = Delegate(
-            d["type"], _template(d["id"], job_vars | captured | row_vars | {"open_part"}, where, ("delegate", "id"), shell=False),
-            _template(d.get("host", "{{ host }}"), job_vars | captured | row_vars | {"open_part"}, where,
+            d["type"], _template(d["id"], names, where, ("delegate", "id"), shell=False),
+            _template(d.get("host", "{{ host }}"), names, where,
                       ("delegate", "host"), shell=False),
             float(d.get("after", 600)), d["success"], d["failure"], frozenset(d.get("confirm", [])))
         for state in d.get("confirm", []):
             if state not in vocabulary:
                 raise where.error(("delegate", "confirm"), f"{state!r} is not in states")
+        delegate = replace(delegate, during=_during(d.get("during", []), states, delegate.confirm, where))
     discover = None
     if body.get("discover"):
         d = body["discover"]
@@ -343,11 +423,41 @@ def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, 
         diagnosis=diagnosis,
         metrics=metrics,
         log=_regex(body["log"], where, ("log",), ("path",)) if "log" in body else None,
-        fallback=fallback,
         delegate=delegate,
         discover=discover,
+        resolve=_resolve(body["resolve"], job_vars, probe, where) if body.get("resolve") else None,
         vars=type_vars,
-        on_complete=_template(body.get("on_complete"), result_vars, where, ("on_complete",), shell=True),
-        on_failure=_template(body.get("on_failure"), result_vars, where, ("on_failure",), shell=True),
+        on_complete=_action(body.get("on_complete"), "on_complete", result_vars, type_vars, where),
+        on_failure=_action(body.get("on_failure"), "on_failure", result_vars, type_vars, where),
         sources=sources,
     )
+
+
+def _during(listed: Iterable[str], states: Mapping[str, frozenset[str]], confirm: frozenset[str],
+            where: Where) -> frozenset[str]:
+    """delegate.during: states the job waits in (never an end), and not also confirmed ones:
+    confirm believes a state unless the other type says the job goes on, during the opposite."""
+    for state in listed:
+        category = next((c for c, members in states.items() if state in members), None)
+        if category is None:
+            raise where.error(("delegate", "during"), f"{state!r} is not in states")
+        if category in ("success", "failure"):
+            raise where.error(("delegate", "during"), f"{state!r} is under states.{category}: list states a job waits in")
+        if state in confirm:  # blame the list set last: that is the edit that made the clash
+            here, other = ("during", "confirm") if where.newer(("delegate", "during"), ("delegate", "confirm")) \
+                else ("confirm", "during")
+            raise where.error(("delegate", here), f"{state!r} is also under delegate.{other}")
+    return frozenset(listed)
+
+
+def _resolve(raw: Mapping[str, Any], job_vars: set[str], probe: Probe, where: Where) -> Resolve:
+    """resolve: its command is a one-job template; its output is read as the check reads a batch,
+    so the check must say where a row's id is."""
+    if not raw.get("command"):
+        raise where.error(("resolve", "command"), "missing: the command whose output names the full id")
+    if probe.json is None and not all("id" in r.groupindex for r in probe.regexes):
+        raise where.error(("resolve",), "the check's output names no ids: give check.json, or a check regex "
+                                        "with an (?P<id>…) group")
+    when = _regex(raw["when"], where, ("resolve", "when")) if raw.get("when") else None
+    command = _template(raw["command"], job_vars | set(CHECK_VARS), where, ("resolve", "command"), shell=True)
+    return Resolve(command, when)

@@ -5,6 +5,7 @@ from typing import TYPE_CHECKING, Iterable, NamedTuple
 
 from jobmon import template
 from jobmon.config import Config, JobType, Probe, Settings
+from jobmon.jobtype import row_vars
 from jobmon.registry import Job
 
 if TYPE_CHECKING:
@@ -76,7 +77,8 @@ def command(group: Group, probe: Probe | None = None) -> str:
     values = common_values(group.settings, group.jtype)
     if group.batched:
         first = group.jobs[0]
-        values.update(ids=[j.id for j in group.jobs], jobs=[j.values() for j in group.jobs],
+        values.update(ids=[j.id for j in group.jobs],
+                      jobs=[{**j.values(), "capture": needs_capture(j, group.jtype, probe)} for j in group.jobs],
                       host=group.host, user=first.user, type=group.jtype.name)
         return template.render(probe.batch, values)
     values.update(job_values(group.jobs[0], group.jtype))
@@ -85,15 +87,34 @@ def command(group: Group, probe: Probe | None = None) -> str:
     return template.render(probe.command, values)
 
 
+def needs_capture(job: Job, jtype: JobType, probe: Probe) -> bool:
+    """Whether the check should still ask for the job's capture lines (its log paths, from a
+    call that costs the controller an RPC per job): until it has them; for a job of parts,
+    while a part has started whose lines are not kept yet."""
+    if probe.capture is None:
+        return False
+    book = job.book
+    names = set(probe.capture.groupindex) - {"id", "raw", "of"}
+    if not book.parts:
+        return not any((book.captured or {}).get(n) for n in names)
+    started = [s for s in book.parts.values() if jtype.category(s) in ("running", "success", "failure")]
+    return len(book.parts_captured or {}) < len(started)
+
+
 def blank_values(jtype: JobType) -> dict[str, str]:
     """Every name a result template may use and a check may not have captured, as ""."""
-    names = {g for r in jtype.check.regexes for g in r.groupindex} | {g for p in jtype.events for g in p.regex.groupindex}
-    names |= set(jtype.check.json.fields) if jtype.check.json else set()
+    names = row_vars(jtype.check) | {g for p in jtype.events for g in p.regex.groupindex}
     return {name: "" for name in names}
 
 
 def result_values(job: Job, jtype: JobType, change: "Change") -> dict[str, object]:
-    """What ``detail``, ``on_complete`` and ``on_failure`` see for a change of a job."""
-    return {**blank_values(jtype), "delegate": "", **job_values(job, jtype), **(job.book.captured or {}),
-            **change.groups, "state": change.after, "previous": change.before, "outcome": change.outcome,
-            "groups": dict(change.groups), "ssh": ""}
+    """What ``detail``, ``on_complete`` and ``on_failure`` see for a change of a job. For a job
+    of parts that failed, the first failed part's captured values (its log paths) stand in for
+    the job's own."""
+    failed = (job.book.parts_captured or {}).get(str(change.groups.get("failed_raw", "")), {})
+    parts = {"parts_total": "", "parts_done": "", "parts_failed": "", "failed_part": ""}
+    return {**blank_values(jtype), **parts, "delegate": "", **job_values(job, jtype), **(job.book.captured or {}),
+            **failed, **change.groups, "state": change.after, "previous": change.before, "outcome": change.outcome,
+            "groups": dict(change.groups), "ssh": "",
+            # the job's own names, whatever a row of one of its tasks called itself
+            "id": job.id, "host": job.host, "type": job.type}

@@ -10,8 +10,10 @@ import re
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, NamedTuple
 
+from jobmon import rows as owners
 from jobmon.config import JobType, Probe
-from jobmon.findings import key_events, walk
+from jobmon.findings import field_events, key_events, walk
+from jobmon.ids import owners_of, short_ones
 
 UNREACHABLE = "UNREACHABLE"
 LOST = "LOST"
@@ -35,7 +37,8 @@ class Observation(NamedTuple):
     grew: bool = False  # a read check: the file had new text
     parts: Mapping[str, str] | None = None  # a read check: the states of the job's parts so far
     note: str | None = None  # why there is no row (e.g. "/x.log: no such file"), said if it ends LOST
-    answered: bool = True  # a failed check whose command still reached the host (sacct erred, ssh worked)
+    part_rows: Mapping[str, Row] | None = None  # a batched check: the rows of the job's parts (array tasks)
+    captured: tuple[Mapping[str, str], ...] = ()  # the check's capture lines for the job (its log paths)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -59,6 +62,8 @@ def parse_json(output: str, jtype: JobType, ids: Iterable[str], probe: Probe | N
     except json.JSONDecodeError as exc:
         raise ValueError(f"output is not JSON ({exc.msg} at line {exc.lineno})") from None
     wanted = set(ids)
+    # A type whose system resolves prefixes (nel) answers a registered prefix with full ids.
+    short = short_ones(wanted, jtype.resolve.when) if jtype.resolve else frozenset()
     found: dict[str, list[Row]] = {}
     for _, item in walk(data, spec.items):
         state = _first(item, spec.state)
@@ -68,9 +73,9 @@ def parse_json(output: str, jtype: JobType, ids: Iterable[str], probe: Probe | N
         groups["state"] = str(state)
         row = Row(normalize(str(state), jtype), groups)
         # A row belongs to each registered job it names: an invocation and one of its jobs alike.
-        for job_id in dict.fromkeys(str(v) for v in (_first(item, key) for key in spec.id) if v is not None):
-            if job_id in wanted:
-                found.setdefault(job_id, []).append(row)
+        named = (str(v) for v in (_first(item, key) for key in spec.id) if v is not None)
+        for job_id in owners_of(named, wanted, short):
+            found.setdefault(job_id, []).append(row)
     return {job_id: combine(rows, jtype) for job_id, rows in found.items()}
 
 
@@ -150,20 +155,113 @@ def parse_log(text: str, jtype: JobType, parts: Mapping[str, str]) -> tuple[Row 
 
 
 def parse_batch(output: str, jtype: JobType, ids: Iterable[str], probe: Probe | None = None) -> dict[str, Row]:
-    """A batched check: one line per row, matched to jobs by the ``id`` group (or by JSON)."""
+    """A batched check's rows, one per job that has one (see ``read_batch``)."""
+    answers = read_batch(output, jtype, {i: "" for i in ids}, probe)
+    return {job_id: a.row for job_id, a in answers.items() if a.row is not None}
+
+
+class Answer(NamedTuple):
+    """What one batched output says about one job."""
+
+    row: Row | None
+    parts: Mapping[str, Row] | None = None  # part id -> its row (an array's tasks)
+    captured: tuple[Mapping[str, str], ...] = ()
+    error: str | None = None  # nothing can be said of the job this time (the check, not the job, failed)
+
+
+def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Probe | None = None, *,
+               failed: str | None = None, live_failed: str | None = None) -> dict[str, Answer]:
+    """A batched check: its rows, matched to jobs (``jobs``: id -> registration time) by the
+    groups ``rows`` reads; the controller's live rows weighed against them; captured lines.
+
+    ``failed`` says the check's own rows could not be had (its ``fail_if``): a live row still
+    answers. ``live_failed`` says the controller could not be asked: no end is believed.
+    """
     probe = probe or jtype.check
     if probe.json is not None:
-        return parse_json(output, jtype, ids, probe)
-    wanted = set(ids)
-    found: dict[str, list[Row]] = {}
-    for line in output.splitlines():
-        match = next((m for r in probe.regexes if (m := r.search(line))), None)
-        if not match:
-            continue
-        job_id = (match.group("id") or "").strip()
-        if job_id in wanted:
-            found.setdefault(job_id, []).append(_row(match, jtype))
-    return {job_id: combine(rows, jtype) for job_id, rows in found.items()}
+        return {i: Answer(r) for i, r in parse_json(output, jtype, jobs, probe).items()}
+    lines = output.splitlines()
+    verdict = {} if failed else owners.assign(_groups(lines, probe.regexes), jobs)
+    live = owners.assign(_groups(lines, probe.live.regexes), jobs) if probe.live and not live_failed else {}
+    captured: dict[str, list[Mapping[str, str]]] = {}
+    if probe.capture is not None:
+        for groups in _groups(lines, (probe.capture,)):
+            if groups.get("id") in jobs:
+                captured.setdefault(groups["id"], []).append(groups)
+    out: dict[str, Answer] = {}
+    for job_id in jobs:
+        v, lv = verdict.get(job_id), live.get(job_id)
+        parts = _parts(v.parts if v else {}, lv.parts if lv else {}, jtype)
+        row = _of_parts(parts, jtype) if parts else _own(v.own if v else (), lv.own if lv else (), jtype)
+        error = None
+        if row is None and (failed or live_failed):
+            error = failed or live_failed
+        elif row is not None and live_failed and jtype.terminal(row.state):
+            error, row = f"{row.state} not confirmed: {live_failed}", None
+        if row is not None or error or job_id in captured:
+            out[job_id] = Answer(row, parts or None, tuple(captured.get(job_id, ())), error)
+    return out
+
+
+def _groups(lines: list[str], regexes: Iterable[re.Pattern[str]]) -> list[dict[str, str]]:
+    regexes = tuple(regexes)
+    found = []
+    for line in lines:
+        match = next((m for r in regexes if (m := r.search(line))), None)
+        if match:
+            found.append({k: (v or "").strip() for k, v in match.groupdict().items()})
+    return found
+
+
+def _as_row(groups: Mapping[str, str], jtype: JobType) -> Row:
+    return Row(normalize(groups.get("state", ""), jtype), groups)
+
+
+def _live_wins(live: Row | None, jtype: JobType) -> bool:
+    """The controller's row counts while it says the job waits or runs: a terminal row with the
+    job pending again (requeued) is its last run's, and the controller never gives a verdict."""
+    return live is not None and not jtype.terminal(live.state) and jtype.category(live.state) != "unknown"
+
+
+def _own(verdict: Iterable[Mapping[str, str]], live: Iterable[Mapping[str, str]], jtype: JobType) -> Row | None:
+    v_rows = [_as_row(g, jtype) for g in verdict]
+    l_rows = [_as_row(g, jtype) for g in live]
+    v = combine(v_rows, jtype) if v_rows else None
+    lv = combine(l_rows, jtype) if l_rows else None
+    if _live_wins(lv, jtype):
+        assert lv is not None
+        return Row(lv.state, {**(v.groups if v else {}), **lv.groups})
+    return v
+
+
+def _parts(verdict: Mapping[str, Mapping[str, str]], live: Mapping[str, Mapping[str, str]],
+           jtype: JobType) -> dict[str, Row]:
+    out: dict[str, Row] = {}
+    for part in sorted(set(verdict) | set(live), key=_natural):
+        lv = _as_row(live[part], jtype) if part in live else None
+        if _live_wins(lv, jtype):
+            assert lv is not None
+            out[part] = Row(lv.state, {**verdict.get(part, {}), **lv.groups})
+        elif part in verdict:
+            out[part] = _as_row(verdict[part], jtype)
+    return out
+
+
+def _natural(text: str) -> list[Any]:
+    """12_2 before 12_10."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
+def _of_parts(parts: Mapping[str, Row], jtype: JobType) -> Row:
+    """A job made of parts: done when all are, failed if any failed; its groups say how far."""
+    rep = combine(list(parts.values()), jtype)
+    failed = [p for p, r in parts.items() if jtype.category(r.state) == "failure"]
+    done = sum(1 for r in parts.values() if jtype.terminal(r.state))
+    groups = {**rep.groups, "parts_total": str(len(parts)), "parts_done": str(done),
+              "parts_failed": ", ".join(f"{p} {parts[p].state}" for p in failed),
+              "failed_part": failed[0] if failed else "",
+              "failed_raw": parts[failed[0]].groups.get("raw", "") if failed else ""}
+    return Row(rep.state, groups)
 
 
 # ---------------------------------------------------------------- the state machine
@@ -181,7 +279,8 @@ class Book(NamedTuple):
     parts: Mapping[str, str] | None = None  # a read check: the last state of each part of the job
     offset: int = 0  # how far a read check has read its file
     grew_at: str | None = None  # when a read check last found new text
-    captured: Mapping[str, str] | None = None  # named groups of key events (e.g. a Slurm job id)
+    captured: Mapping[str, str] | None = None  # named groups of key events (e.g. a Slurm job id) and capture lines
+    parts_captured: Mapping[str, Mapping[str, str]] | None = None  # capture lines of the job's parts, by raw id
 
     def to_dict(self) -> dict[str, object]:
         out = {k: v for k, v in self._asdict().items() if v not in (None, 0, False, ())}
@@ -193,7 +292,8 @@ class Book(NamedTuple):
     def from_dict(cls, data: Mapping[str, object]) -> "Book":
         """Values of the wrong kind (a hand-edited registry) fall back to the defaults."""
         kinds = {"errors": int, "unreachable": bool, "missing_since": str, "last_error": str,
-                 "final": dict, "seen": list, "offset": int, "grew_at": str, "captured": dict, "parts": dict}
+                 "final": dict, "seen": list, "offset": int, "grew_at": str, "captured": dict, "parts": dict,
+                 "parts_captured": dict}
         known = {k: data[k] for k, kind in kinds.items()
                  if isinstance(data.get(k), kind) and not (kind is int and isinstance(data.get(k), bool))}
         if "seen" in known:
@@ -252,7 +352,10 @@ def advance(
         changes.append(Change("recovered", UNREACHABLE, RECOVERED, False, None, {},
                               f"checks work again after {book.errors} failures"))
     book = Book()._replace(missing_since=book.missing_since, seen=book.seen, offset=book.offset,
-                           grew_at=book.grew_at, captured=book.captured, parts=book.parts)
+                           grew_at=book.grew_at, captured=book.captured, parts=book.parts,
+                           parts_captured=book.parts_captured)
+    if obs.captured:
+        book = _capture(book, obs.captured, bool(obs.part_rows or book.parts))
     if obs.text and jtype.events:
         found = key_events(obs.text, jtype.events, book.seen)
         changes += [Change("event", status, name, False, None, groups, text) for name, text, groups in found]
@@ -275,11 +378,56 @@ def advance(
 
     book = book._replace(missing_since=None)
     state = row.state
+    if (obs.part_rows and jtype.category(state) == "pending" and jtype.category(status) == "running"
+            and any(jtype.terminal(r.state) for r in obs.part_rows.values())):
+        state = status  # between an array's tasks: still under way, not waiting again
+    if obs.part_rows is not None:
+        changes += _progress(status, book.parts or {}, obs.part_rows, jtype, jtype.terminal(state))
+        book = book._replace(parts={p: r.state for p, r in obs.part_rows.items()} or None)
     if state != status:
         category = jtype.category(state)
         outcome = outcome_of(category)
         changes.append(Change("state", status, state, outcome is not None, outcome, row.groups))
+    if jtype.events and not jtype.terminal(state):  # what the row says of a job still to come
+        found = field_events(row.groups, jtype.events, book.seen)
+        changes += [Change("event", state, name, False, None, groups, text) for name, text, groups in found]
+        book = book._replace(seen=book.seen + tuple(name for name, _, _ in found))
     return Step(state, book, tuple(changes))
+
+
+PROGRESS = "PROGRESS"
+
+
+def _progress(status: str, before: Mapping[str, str], parts: Mapping[str, Row], jtype: JobType,
+              ending: bool) -> list[Change]:
+    """Parts that ended since the last check: a line for each that failed, and one line of how
+    far the job got; nothing of the kind in the check where the whole job ends (its own line
+    names the failed parts)."""
+    ended = [p for p, r in parts.items() if jtype.terminal(r.state) and not jtype.terminal(before.get(p, ""))]
+    if not ended or ending or len(parts) < 2:
+        return []
+    out = [Change("part", status, f"{p} {parts[p].state}", False, None, parts[p].groups)
+           for p in ended if jtype.category(parts[p].state) == "failure"]
+    done = sum(1 for r in parts.values() if jtype.terminal(r.state))
+    failed = sum(1 for r in parts.values() if jtype.category(r.state) == "failure")
+    said = f"{done}/{len(parts)} done" + (f", {failed} failed" if failed else "")
+    return out + [Change("event", status, PROGRESS, False, None, {}, said)]
+
+
+def _capture(book: Book, lines: tuple[Mapping[str, str], ...], has_parts: bool) -> Book:
+    """Keep what capture lines say (log paths) the first time: the controller forgets a job
+    minutes after its end, and its paths are needed then. A job of parts keeps each part's."""
+    named = [{k: v for k, v in line.items() if v and k not in ("id", "raw", "of")} for line in lines]
+    captured = dict(book.captured or {})
+    if len(lines) == 1 and not has_parts:
+        for key, value in named[0].items():
+            captured.setdefault(key, value)
+    parts_captured = dict(book.parts_captured or {})
+    if has_parts or len(lines) > 1:
+        for line, values in zip(lines, named):
+            if line.get("raw") and values:
+                parts_captured.setdefault(line["raw"], values)
+    return book._replace(captured=captured or None, parts_captured=parts_captured or None)
 
 
 def _duration(seconds: float) -> str:

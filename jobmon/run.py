@@ -89,9 +89,10 @@ def run(
     *,
     ok_codes: tuple[int, ...] = (0,),
     env: dict[str, str] | None = None,
+    limit: int = OUTPUT_LIMIT,
 ) -> Result:
     sh = _sh()
-    out, err = _Tail(), _Tail()
+    out, err = _Tail(limit), _Tail()
     started = time.monotonic()
     expired = threading.Event()
     exit_code: int | None

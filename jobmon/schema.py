@@ -38,10 +38,25 @@ class MapOf(NamedTuple):
     value: Any
 
 
-Schema = Mapping[str, Any]  # key -> Kind | ListOf | MapOf | Schema
+class Either(NamedTuple):
+    """A leaf of kind ``leaf``, or a mapping of shape ``mapping`` (an action: a command for one
+    job, or a batch for many)."""
+
+    leaf: Kind
+    mapping: Any
+
+
+Schema = Mapping[str, Any]  # key -> Kind | ListOf | MapOf | Either | Schema
 
 
 def check(value: Any, schema: Any, path: tuple[str, ...] = ()) -> list[Problem]:
+    if isinstance(schema, Either):
+        if isinstance(value, dict):
+            return check(value, schema.mapping, path)
+        if isinstance(value, schema.leaf.types):
+            return []
+        keys = ", ".join(schema.mapping)
+        return [Problem(path, f"expected {schema.leaf.name} or a mapping ({keys}), found {describe(value)}")]
     if isinstance(schema, Kind):
         ok = isinstance(value, schema.types) and not (
             isinstance(value, bool) and bool not in schema.types
@@ -90,7 +105,10 @@ FIELD = {"required": BOOL, "pattern": STR, "help": STR, "default": STR}
 # A named pattern: key events (with `step` for progress), diagnosis (`traceback: true` for the
 # last Python traceback), metrics (`path` into YAML/JSON output instead of `regex`).
 PATTERN = {"name": STR, "regex": STR, "text": STR, "step": NUM, "each": BOOL, "traceback": BOOL, "path": STR,
-           "summary": BOOL}
+           "summary": BOOL, "field": STR}
+
+# on_complete / on_failure: one job's command, or one command for all of a host's ending jobs.
+ACTION = Either(STR, {"batch": STR, "batch_size": INT})
 
 PROBE = {
     "command": STR,
@@ -102,6 +120,8 @@ PROBE = {
     "default": STR,
     "ok_exit": ListOf(INT),
     "fail_if": STR,
+    "live": {"regex": STRS, "fail_if": STR},
+    "capture": STR,
 }
 
 JOB_TYPE: Schema = {
@@ -112,10 +132,12 @@ JOB_TYPE: Schema = {
     "check": PROBE,
     "normalize": {"upper": BOOL, "rewrite": MapOf(STR)},
     "vars": MapOf(STR),
-    "fallback": PROBE,
     "delegate": {"type": STR, "id": STR, "host": STR, "after": NUM, "success": STR, "failure": STR,
-                 "confirm": ListOf(STR)},
+                 "confirm": ListOf(STR), "during": ListOf(STR)},
     "discover": {"command": STR, "regex": STR},
+    # ids the type's system abbreviates: `jobmon add` runs `command` and reads the full id out of
+    # its output as the check reads a batch; `when` limits it to ids that may be short
+    "resolve": {"command": STR, "when": STR},
     "metrics": ListOf(PATTERN),
     "log": STR,
     "states": {
@@ -128,8 +150,8 @@ JOB_TYPE: Schema = {
     "detail": STR,
     "events": ListOf(PATTERN),
     "diagnosis": ListOf(PATTERN),
-    "on_complete": STR,
-    "on_failure": STR,
+    "on_complete": ACTION,
+    "on_failure": ACTION,
     "action_timeout": NUM,
 }
 

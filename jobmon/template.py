@@ -49,13 +49,25 @@ class RemoteExtension(Extension):
 
 
 def _make_env(*, shell: bool) -> jinja2.Environment:
-    return jinja2.Environment(
+    env = jinja2.Environment(
         undefined=jinja2.StrictUndefined,
         finalize=quote if shell else _plain,
         autoescape=False,
         keep_trailing_newline=False,
         extensions=[RemoteExtension] if shell else [],
     )
+    env.filters["signal_name"] = signal_name
+    return env
+
+
+def signal_name(number: Any) -> str:
+    """``9`` -> ``SIGKILL``: an exit code's signal as people know it ("" if none is known)."""
+    import signal
+
+    try:
+        return signal.Signals(int(str(number))).name
+    except ValueError:
+        return ""
 
 
 def _plain(value: Any) -> str:

@@ -22,6 +22,7 @@ from jobmon.config import Config, JobType
 from jobmon.eventlog import EventLog
 from jobmon.events import Event, clip, one_line
 from jobmon.registry import Invalid, Job, Registry
+from jobmon.waits import Waits, spoken
 
 BACKOFF_CAP = 600.0  # seconds: a host that keeps failing is still asked every ten minutes
 
@@ -37,6 +38,7 @@ class Watcher:
     _due: dict[tuple[str, str], float] = field(default_factory=dict)
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _reported: set[str] = field(default_factory=set)
+    _waits: Waits = field(default_factory=Waits)  # delegate.during: how long the other type has said "ended"
 
     # ------------------------------------------------------------ one pass
 
@@ -120,31 +122,23 @@ class Watcher:
         observations = self._ask(group, jtype.check)
         if schedule:
             self._schedule(group, all(o.error is None for o in observations.values()))
-        # The fallback also asks when the check erred but the host answered (sacct fails while
-        # slurmdbd is down; squeue still knows the running jobs), never when ssh itself failed.
-        unseen = [j for j in group.jobs if observations[j.key].row is None and observations[j.key].answered]
-        if unseen and jtype.fallback is not None:
-            for sub in planner.split(jtype, group.settings, group.host, unseen, jtype.fallback):
-                for key, obs in self._ask(sub, jtype.fallback).items():
-                    # A fallback says a job exists and how far it got, never that it ended: the
-                    # verdict (with its exit code) waits for the check itself. A failed fallback
-                    # leaves the job as it was.
-                    if obs.row is not None and not jtype.terminal(obs.row.state):
-                        observations[key] = obs
         return self._confirm(group, observations)
 
     def _confirm(self, group: planner.Group, observations: dict[tuple[str, str, str], rules.Observation]
                  ) -> dict[tuple[str, str, str], rules.Observation]:
         """States the type does not trust alone (nel says "failed" whenever sacct is silent) are
         checked with the type it delegates to: if that one says the job still runs, this check
-        failed, not the job."""
+        failed, not the job. States it waits in (``during``: nel's PENDING after a TIMEOUT) are
+        checked too: if that one has said the job ended for ``lost_after``, its verdict stands."""
         d = group.jtype.delegate
-        if d is None or not d.confirm:
+        if d is None or not (d.confirm or d.during):
             return observations
         asked: dict[tuple[str, str, str], Job] = {}
         for job in group.jobs:
             obs = observations[job.key]
-            if obs.row is None or obs.row.state not in d.confirm:
+            if obs.row is not None and obs.row.state not in d.during:
+                self._waits.forget(job.key)  # it left the state it waited in: a later wait starts anew
+            if obs.row is None or obs.row.state not in d.confirm | d.during:
                 continue
             other = self._other(job, group.jtype, obs.row.groups)
             if other is not None:
@@ -156,6 +150,9 @@ class Watcher:
             answers.update(self._check_group(sub, schedule=False))
         for key, other in asked.items():
             answer = answers.get(other.key)
+            if observations[key].row.state in d.during:  # type: ignore[union-attr]
+                observations[key] = self._waited_out(key, observations[key], answer, other, group.jtype)
+                continue
             if answer is None or answer.row is None:
                 continue  # the other type knows nothing either: the state stands
             other_type, _ = self.config.resolve(other.type, other.host)
@@ -166,6 +163,27 @@ class Watcher:
                 observations[key] = rules.Observation(None, why)
         return observations
 
+    def _waited_out(self, key: tuple[str, str, str], own: rules.Observation, answer: rules.Observation | None,
+                    other: Job, jtype: JobType) -> rules.Observation:
+        """A job whose check says it waits while the other type says it ended: the other's
+        verdict once that has held for the other host's ``lost_after`` (no new job came), else
+        the job's own observation."""
+        if answer is None or answer.row is None:
+            return own  # the other type cannot tell now: the wait goes on, its clock too
+        other_type, settings = self.config.resolve(other.type, other.host)
+        if not other_type.terminal(answer.row.state):
+            self._waits.forget(key)
+            return own
+        waited = self._waits.waited(key, other.key)
+        if waited == 0:
+            logger.info("{} {}: says {} while {} {} ended {}; its verdict stands after {}", jtype.name, key[1],
+                        own.row.state if own.row else "", other.type, other.label, answer.row.state,
+                        spoken(settings.lost_after))
+        if waited < settings.lost_after:
+            return own
+        self._waits.forget(key)
+        return _delegated(own, answer, other, jtype, self.config, waited=waited)
+
     def _ask(self, group: planner.Group, probe: Any) -> dict[tuple[str, str, str], rules.Observation]:
         """Run one check command and read every job's row out of its output."""
         jtype = group.jtype
@@ -174,10 +192,11 @@ class Watcher:
         result = run.run(command, jtype.timeout, ok_codes=probe.ok_exit)
         why = None if result.ok else result.why()
         text = rules.clean(result.stdout)
-        if why is None and probe.fail_if is not None:
-            match = probe.fail_if.search(text + "\n" + rules.clean(result.stderr))
-            if match:
-                why = f"check says: {one_line(findings.line_at(match.string, match.start()))[:200]}"
+        said = text + "\n" + rules.clean(result.stderr)
+        live_why = _says(probe.live.fail_if, said, "controller") if why is None and probe.live else None
+        own_why = _says(probe.fail_if, said, "check") if why is None else None
+        if own_why is not None and probe.live is None:
+            why = own_why  # without live rows, nothing answers for the jobs
         if why is not None and result.ok and group.batched and len(group.jobs) > 1:
             # The output says something failed, not for which job (nel's stderr names a host, not
             # an invocation): ask about each job alone, so one bad cluster does not hide the rest.
@@ -186,22 +205,25 @@ class Watcher:
             for job in group.jobs:
                 observations.update(self._ask(group._replace(jobs=(job,)), probe))
             return observations
-        rows: dict[str, rules.Row] = {}
+        answers: dict[str, rules.Answer] = {}
         if why is None:
             try:
                 if group.batched:
-                    rows = rules.parse_batch(text, jtype, [j.id for j in group.jobs], probe)
+                    answers = rules.read_batch(text, jtype, {j.id: j.submitted for j in group.jobs}, probe,
+                                               failed=own_why, live_failed=live_why)
                 else:
                     row = rules.parse_one(text, jtype, group.jobs[0].id, probe)
-                    rows = {group.jobs[0].id: row} if row else {}
+                    answers = {group.jobs[0].id: rules.Answer(row)} if row else {}
             except ValueError as exc:  # output that cannot be read (bad JSON) is a failed check
                 why = str(exc)
         if why is not None:
             logger.warning("check of {} on {} failed: {}", jtype.name, group.host or "localhost", why)
-            answered = result.kind in (run.OK, run.NONZERO)
-            return {job.key: rules.Observation(None, why, answered=answered) for job in group.jobs}
+            return {job.key: rules.Observation(None, why) for job in group.jobs}
+        for failure in dict.fromkeys(w for w in (own_why, live_why) if w):
+            logger.warning("check of {} on {}: {}", jtype.name, group.host or "localhost", failure)
         one = not group.batched
-        return {job.key: rules.Observation(rows.get(job.id), text=text if one else "") for job in group.jobs}
+        blank = rules.Answer(None)
+        return {job.key: _observed(answers.get(job.id, blank), text if one else "") for job in group.jobs}
 
     def _read(self, job: Job, jtype: JobType, path: str) -> rules.Observation:
         """A check that reads the job's file from where the last one stopped: no process at all."""
@@ -260,8 +282,9 @@ class Watcher:
                 if final is not None:
                     logged = self.log.last_seq() if logged is None else logged
                     book = book._replace(final=finish.claim(final, now, logged))
-                    claimed.append((entry, jtype, final))
                 entries[i] = replace(entry, last_status=step.status, book=book)
+                if final is not None:  # with what this check kept of it (its log paths)
+                    claimed.append((entries[i], jtype, final))
                 moved += [(entry, jtype, c) for c in step.changes if not c.terminal]
 
         outcomes = self._finish(claimed, now)
@@ -279,10 +302,7 @@ class Watcher:
     # ------------------------------------------------------------ terminal jobs
 
     def _finish(self, claimed: list[tuple[Job, JobType, rules.Change]], now: datetime) -> list[finish.Outcome]:
-        return parallel.map_by_host(claimed, lambda c: c[0].host, lambda c: finish.outcome(self.config, *c, now),
-                                    limit=lambda c: self.config.resolve(c[1].name, c[0].host)[1].max_parallel,
-                                    total=self.config.settings.max_parallel_total,
-                                    name="action")
+        return finish.outcomes(self.config, claimed, now)
 
     def _to_history(self, outcomes: list[finish.Outcome]) -> None:
         if not outcomes:
@@ -298,13 +318,10 @@ class Watcher:
         jobs = [e for e in self.registry.read() if isinstance(e, Job) and e.book.final and e.type in self.config.types]
         if not jobs:
             return
-        outcomes, new = [], []
-        for job in jobs:
-            jtype, _ = self.config.resolve(job.type, job.host)
-            done = finish.outcome(self.config, job, jtype, finish.claimed_change(job), datetime.now())
-            outcomes.append(done)
-            if not self._logged(job, job.book.final or {}):
-                new.append(replace(done.event, replayed=True))
+        claimed = [(job, self.config.resolve(job.type, job.host)[0], finish.claimed_change(job)) for job in jobs]
+        outcomes = finish.outcomes(self.config, claimed, datetime.now())
+        new = [replace(done.event, replayed=True) for job, done in zip(jobs, outcomes)
+               if not self._logged(job, job.book.final or {})]
         self._say(new)
         self._to_history(outcomes)
 
@@ -357,9 +374,22 @@ def to_watch(config: Config, registry: Registry) -> list[Job]:
     return [e for e in registry.read() if isinstance(e, Job) and unwatchable(config, registry, e) is None]
 
 
+def _says(pattern: Any, text: str, who: str) -> str | None:
+    """Why a check failed, if its output says so (its ``fail_if``): the line that says it."""
+    match = pattern.search(text) if pattern is not None else None
+    return f"{who} says: {one_line(findings.line_at(text, match.start()))[:200]}" if match else None
+
+
+def _observed(answer: rules.Answer, text: str) -> rules.Observation:
+    return rules.Observation(answer.row, answer.error, text=text, part_rows=answer.parts, captured=answer.captured)
+
+
 def _delegated(own: rules.Observation, other: rules.Observation, asked: Job, jtype: JobType,
-               config: Config) -> rules.Observation:
-    """The job's own observation, unless the type it delegates to has a verdict."""
+               config: Config, *, waited: float | None = None) -> rules.Observation:
+    """The job's own observation, unless the type it delegates to has a verdict. ``waited``: the
+    verdict of a job whose own row says it waits (``delegate.during``), given after so long: the
+    job's own row with the other's end, and one line of text that says the wait, for a key event
+    (``slurm 439@host ended TIMEOUT; nel said PENDING for 10 min``)."""
     if other.row is None or jtype.delegate is None:
         return own
     other_type, _ = config.resolve(asked.type, asked.host)
@@ -370,4 +400,12 @@ def _delegated(own: rules.Observation, other: rules.Observation, asked: Job, jty
     groups = {**other.row.groups, "delegate": f"{asked.type} {asked.label} says {other.row.state}",
               "delegate_type": asked.type, "delegate_id": asked.id, "delegate_host": asked.host,
               "delegate_state": other.row.state}
+    if waited is not None and own.row is not None:
+        said = (f"{asked.type} {asked.label} ended {other.row.state}; {jtype.name} said {own.row.state} "
+                f"for {spoken(waited)}")
+        text = f"{own.text}\n{said}" if own.text else said
+        # Its own type's actions explain it (no delegate_type): nel copies the job's logs, the
+        # Slurm one among them, long after the controller (MinJobAge, 5 min) forgot the job.
+        groups = {**own.row.groups, "delegate": groups["delegate"]}
+        return own._replace(row=rules.Row(state, groups), error=None, text=text)
     return own._replace(row=rules.Row(state, groups), error=None)

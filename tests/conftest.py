@@ -37,60 +37,98 @@ fi
 exec bash -c "$*"
 """
 
-# sacct over state files: $FAKE_SLURM/<jobid> holds "STATE|EXITCODE|ELAPSED", <jobid>.rss
-# the MaxRSS of its batch step.
+# sacct over state files: $FAKE_SLURM/<jobid> holds "STATE|EXITCODE|ELAPSED", <jobid>.rss the
+# MaxRSS of its batch step, <jobid>.derived its DerivedExitCode. <jobid>.rows and <jobid>.steps,
+# when present, are printed as they are (real captured sacct lines) for the -X and step queries.
 FAKE_SACCT = r"""#!/usr/bin/env bash
 echo "sacct $*" >> "${FAKE_LOG:-/dev/null}"
 if [ -n "${FAKE_SACCT_FAIL:-}" ]; then
   echo "sacct: error: Problem talking to the database: Connection refused" >&2; exit 1
 fi
-ids=""; format=""
+ids=""; format=""; allocations=0
 while [ $# -gt 0 ]; do
-  case "$1" in -j) ids="$2"; shift 2 ;; --format=*) format="${1#--format=}"; shift ;; *) shift ;; esac
+  case "$1" in -j) ids="$2"; shift 2 ;; --format=*) format="${1#--format=}"; shift ;; -X) allocations=1; shift ;; *) shift ;; esac
 done
 IFS=, read -ra list <<< "$ids"
 for id in "${list[@]}"; do
   f="$FAKE_SLURM/$id"
-  if [ "$format" = MaxRSS ]; then
-    [ -f "$f" ] && { echo; [ -f "$f.rss" ] && cat "$f.rss"; echo 0; }
+  if [ "$allocations" = 1 ]; then
+    if [ -f "$f.rows" ]; then cat "$f.rows"; continue; fi
+    [ -f "$f" ] || continue
+    IFS='|' read -r state code elapsed < "$f"
+    derived=0:0; [ -f "$f.derived" ] && derived=$(cat "$f.derived")
+    printf '%s|%s|%s|%s|%s|%s|%s\n' "$id" "$id" "$state" "$code" "$derived" "$elapsed" "2026-01-01T00:00:00"
   else
-    [ -f "$f" ] && printf '%s|%s\n' "$id" "$(cat "$f")"
+    if [ -f "$f.steps" ]; then cat "$f.steps"; continue; fi
+    [ -f "$f" ] || continue
+    IFS='|' read -r state code elapsed < "$f"
+    rss=""; [ -f "$f.rss" ] && rss=$(cat "$f.rss")
+    printf '%s|%s|%s|%s|\n%s.batch|%s.batch|%s|%s|%s\n' "$id" "$id" "$state" "$code" "$id" "$id" "$state" "$code" "$rss"
   fi
 done
 exit 0
 """
 
-# squeue over $FAKE_SLURM/<jobid>.queue ("STATE|NAME"); unknown ids fail as the real one does.
+# squeue over $FAKE_SLURM/<jobid>.queue ("STATE|NAME|REASON"), printed in the -o format asked for
+# (%i %A %T %r %j); <jobid>.qrows, when present, as it is. Unknown ids fail as the real one does.
 FAKE_SQUEUE = r"""#!/usr/bin/env bash
 echo "squeue $*" >> "${FAKE_LOG:-/dev/null}"
-ids=""; user=""
+if [ -n "${FAKE_SQUEUE_DOWN:-}" ]; then
+  echo "slurm_load_jobs error: Unable to contact slurm controller (connect failure)" >&2; exit 1
+fi
+ids=""; user=""; fmt='%i|%T'
 while [ $# -gt 0 ]; do
-  case "$1" in -j) ids="$2"; shift 2 ;; -u) user="$2"; shift 2 ;; *) shift ;; esac
+  case "$1" in -j) ids="$2"; shift 2 ;; -u) user="$2"; shift 2 ;; -o) fmt="$2"; shift 2 ;; *) shift ;; esac
 done
+row() {  # id state name reason
+  local out="$fmt"
+  out="${out//%i/$1}"; out="${out//%A/$1}"; out="${out//%T/$2}"; out="${out//%j/$3}"; out="${out//%r/$4}"
+  printf '%s\n' "$out"
+}
 found=0
 if [ -n "$ids" ]; then
   IFS=, read -ra list <<< "$ids"
   for id in "${list[@]}"; do
-    f="$FAKE_SLURM/$id.queue"
-    [ -f "$f" ] && { printf '%s|%s\n' "$id" "$(cut -d'|' -f1 "$f")"; found=1; }
+    f="$FAKE_SLURM/$id"
+    # captured with -o '%i|%A|%T|%r': given whatever the format asks for before %i
+    if [ -f "$f.qrows" ]; then sed "s/^/${fmt%%\%i*}/" "$f.qrows"; found=1; continue; fi
+    [ -f "$f.queue" ] || continue
+    IFS='|' read -r state name reason < "$f.queue"
+    row "$id" "$state" "$name" "${reason:-None}"; found=1
   done
   [ "$found" = 1 ] || { echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1; }
 else
   for f in "$FAKE_SLURM"/*.queue; do
     [ -f "$f" ] || continue
-    id=$(basename "$f" .queue); printf '%s|%s\n' "$id" "$(cat "$f")"
+    IFS='|' read -r state name reason < "$f"
+    row "$(basename "$f" .queue)" "$state" "$name" "${reason:-None}"
   done
 fi
 exit 0
 """
 
-# scontrol show job: StdOut from $FAKE_SLURM/<jobid>.out when the controller "knows" the job.
+# scontrol -o show job ID: one line whose StdOut (and StdErr) come from $FAKE_SLURM/<jobid>.out
+# (.err), while the controller "knows" the job; <jobid>.scontrol, when present, as it is.
 FAKE_SCONTROL = r"""#!/usr/bin/env bash
 echo "scontrol $*" >> "${FAKE_LOG:-/dev/null}"
-f="$FAKE_SLURM/$3.out"
-if [ "$1 $2" = "show job" ] && [ -f "$f" ]; then
-  printf 'JobId=%s JobName=wrap\n   StdOut=%s\n' "$3" "$(cat "$f")"; exit 0
+[ "$1" = -o ] && shift
+one() {  # the controller's line for job $1, if it knows it
+  [ -f "$FAKE_SLURM/$1.scontrol" ] && { cat "$FAKE_SLURM/$1.scontrol"; return 0; }
+  local f="$FAKE_SLURM/$1.out" err
+  [ -f "$f" ] || return 1
+  err="$(cat "$f")"; [ -f "$FAKE_SLURM/$1.err" ] && err="$(cat "$FAKE_SLURM/$1.err")"
+  printf 'JobId=%s JobName=wrap JobState=RUNNING WorkDir=/tmp StdErr=%s StdIn=/dev/null StdOut=%s Power=\n' "$1" "$err" "$(cat "$f")"
+}
+if [ "$1 $2" = "show job" ] && [ -z "${3:-}" ]; then  # every job the controller knows
+  for f in "$FAKE_SLURM"/*.scontrol "$FAKE_SLURM"/*.out; do
+    [ -f "$f" ] || continue; id=$(basename "$f"); id=${id%.*}
+    case "$f" in *.out) [ -f "$FAKE_SLURM/$id.scontrol" ] && continue ;; esac
+    case "$id" in slurm-*) continue ;; esac
+    one "$id"
+  done | sort -u
+  exit 0
 fi
+[ "$1 $2" = "show job" ] && one "$3" && exit 0
 echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1
 """
 
@@ -99,6 +137,29 @@ def ssh_words(cache: Path) -> str:
     """The packaged `ssh` setting as it renders, with the cache folder a test gave it."""
     return ("ssh -o BatchMode=yes -o ConnectTimeout=10 -o ServerAliveInterval=15 -o ControlMaster=auto "
             f"-o ControlPath={cache}/jobmon/ssh-%C -o ControlPersist=300")
+
+
+def slurm_check(cache: Path, host: str, ids: list[str]) -> str:
+    """The packaged slurm check's batch command as it renders for ``ids`` on ``host``: one ssh
+    call running sacct, squeue and (for jobs whose log paths are not captured yet) scontrol."""
+    csv = ",".join(ids)
+    words = ids[0] if len(ids) == 1 else "'\"'\"'" + " ".join(ids) + "'\"'\"'"  # awk -v ids=..., as quoted
+    return (
+        f"{ssh_words(cache)} -- {host} "
+        f"'a=$(sacct -j {csv} -X -n -P --format=JobID,JobIDRaw,State,ExitCode,DerivedExitCode,Elapsed,Submit 2>&1)"
+        " || a=\"sacct failed: $a\"; printf '\"'\"'%s\\n'\"'\"' \"$a\"; "
+        f"q=$(squeue -h -j {csv} -o '\"'\"'squeue|%i|%A|%T|%r'\"'\"' 2>&1) || case $q in "
+        "*'\"'\"'Invalid job id specified'\"'\"'*) q= ;; *) q=\"squeue failed: $q\" ;; esac; "
+        "printf '\"'\"'%s\\n'\"'\"' \"$q\";  "
+        f"scontrol -o show job 2>/dev/null | awk -v ids={words} "
+        "'\"'\"' BEGIN { n = split(ids, w, \" \"); for (i = 1; i <= n; i++) want[w[i]] = 1 } "
+        "{ j = a = t = h = o = \"\";\n"
+        "  for (i = 1; i <= 6 && i <= NF; i++) { k = $i; sub(/=.*/, \"\", k); v = substr($i, length(k) + 2);\n"
+        "    if (k == \"JobId\") j = v; else if (k == \"ArrayJobId\") a = v; else if (k == \"ArrayTaskId\") t = v;\n"
+        "    else if (k == \"HetJobId\") h = v; else if (k == \"HetJobOffset\") o = v }\n"
+        "  if (j in want) x = j; else if ((a \"_\" t) in want) x = a \"_\" t; else if (a in want) x = a;\n"
+        "  else if ((h \"+\" o) in want) x = h \"+\" o; else if (h in want) x = h; else next;\n"
+        "  print \"scontrol|\" x \"|\" $0 }'\"'\"''")
 
 
 @pytest.fixture(autouse=True)
@@ -149,9 +210,9 @@ class Cluster:
     def forget(self, job_id: str) -> None:
         (self.dir / job_id).unlink(missing_ok=True)
 
-    def queue(self, job_id: str, state: str, name: str = "wrap") -> None:
+    def queue(self, job_id: str, state: str, name: str = "wrap", reason: str = "None") -> None:
         """What squeue says (before sacct has a row, or while the controller knows the job)."""
-        (self.dir / f"{job_id}.queue").write_text(f"{state}|{name}\n")
+        (self.dir / f"{job_id}.queue").write_text(f"{state}|{name}|{reason}\n")
 
     def output(self, job_id: str, text: str, rss: str | None = None) -> Path:
         """The job's output file, as scontrol shows it; and its MaxRSS."""
@@ -161,6 +222,21 @@ class Cluster:
         if rss is not None:
             (self.dir / f"{job_id}.rss").write_text(rss + "\n")
         return out
+
+    def replay(self, job_id: str, shape: str, moment: str) -> None:
+        """Make the fake controller and accounting answer for ``job_id`` with what the real
+        cluster printed (tests/fixtures/slurm/shapes/<shape>/<moment>.*)."""
+        src = FIXTURES / "slurm" / "shapes" / shape
+        base = self.dir / job_id
+        for suffix, name in ((".rows", f"{moment}.sacct.txt"), (".qrows", f"{moment}.squeue.txt"),
+                             (".scontrol", f"{moment}.scontrol.txt"), (".steps", "end.steps.txt")):
+            text = (src / name).read_text() if (src / name).exists() else ""
+            text = "".join(ln for ln in text.splitlines(keepends=True) if not ln.startswith("#"))
+            target = Path(str(base) + suffix)
+            if text.strip():
+                target.write_text(text)
+            else:
+                target.unlink(missing_ok=True)
 
     def ssh_calls(self) -> list[str]:
         return self.fakebin.calls("ssh ")

@@ -315,7 +315,7 @@ def test_no_final_line_stays_launched_then_slurm_is_asked(home: Home, cluster: C
     age_the_log(home, 700)
     watcher.cycle(everything=True)
     assert events(out) == []
-    assert cluster.check_calls() == ["sacct -j 4817561 -X -n -P --format=JobID,State,ExitCode,Elapsed"]
+    assert cluster.check_calls() == ["sacct -j 4817561 -X -n -P --format=JobID,JobIDRaw,State,ExitCode,DerivedExitCode,Elapsed,Submit"]
     assert [c.split()[1] for c in cluster.ssh_calls()] == [HOST]
     assert home.jobs()[0]["last_status"] == "LAUNCHED"
     # SLURM says it completed: the launcher job ends as the delegate says
@@ -324,7 +324,7 @@ def test_no_final_line_stays_launched_then_slurm_is_asked(home: Home, cluster: C
     (final,) = events(out)
     assert (final["kind"], final["from"], final["to"], final["terminal"], final["outcome"]) == (
         "state", "LAUNCHED", "SUCCEEDED", True, "success")
-    assert final["detail"] == f"slurm 4817561@{HOST} says COMPLETED; MaxRSS 0"
+    assert final["detail"] == f"slurm 4817561@{HOST} says COMPLETED"  # no MaxRSS: sacct gave none
     assert home.jobs() == [] and home.history()[0]["last_status"] == "SUCCEEDED"
 
 
@@ -364,7 +364,7 @@ def test_a_quiet_two_job_log_asks_slurm_about_the_job_still_running(home: Home, 
     cluster.set("4817603", "RUNNING")
     age_the_log(home, 700)
     watcher.cycle(everything=True)
-    assert cluster.check_calls() == ["sacct -j 4817603 -X -n -P --format=JobID,State,ExitCode,Elapsed"]
+    assert cluster.check_calls() == ["sacct -j 4817603 -X -n -P --format=JobID,JobIDRaw,State,ExitCode,DerivedExitCode,Elapsed,Submit"]
     assert events(out) == []
     assert home.jobs()[0]["last_status"] == "LAUNCHED"
 

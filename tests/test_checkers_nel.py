@@ -8,6 +8,9 @@ run exactly as in production.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -46,7 +49,8 @@ OOM = "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. G
 # name, or an absolute path) on stdout and
 # its .stderr.txt on stderr; `info ID --copy-artifacts DIR` copies the results.yml fixture to
 # DIR/<job>/artifacts/ (where nel puts it); `info ID --copy-logs DIR` writes a client log with a
-# CUDA OOM traceback under DIR/<job>/logs/; `ls runs --since 1d` prints that capture. Every call
+# CUDA OOM traceback under DIR/<job>/logs/, or copies there the file $FAKE_NEL_LOGS names (as
+# slurm-$FAKE_NEL_SLURM_JOB.log, as nel's sbatch names it); `ls runs --since 1d` prints that capture. Every call
 # is logged to $FAKE_LOG, with the environment the check sets for nel on a second line.
 FAKE_NEL = r"""#!/usr/bin/env bash
 echo "nel $*" >> "${FAKE_LOG:-/dev/null}"
@@ -73,6 +77,9 @@ case "$1" in
         cp "$F/results_mmlu_pro.synthesized.yml" "$4/$job/artifacts/results.yml" ;;
       --copy-logs)
         mkdir -p "$4/$job/logs"
+        if [ -n "${FAKE_NEL_LOGS:-}" ]; then
+          cp "$FAKE_NEL_LOGS" "$4/$job/logs/slurm-${FAKE_NEL_SLURM_JOB:?}.log"; exit 0
+        fi
         cat > "$4/$job/logs/client_stdout.log" <<'EOF'
 Loading model
 Traceback (most recent call last):
@@ -94,7 +101,7 @@ esac
 def nel(fakebin: FakeBin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeBin:
     fakebin.add("nel", FAKE_NEL % {"fixtures": str(NEL)})
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # on_failure copies logs there
-    for var in ("NEMO_EVALUATOR_DISABLE_COLOR", "LOG_LEVEL", "FAKE_NEL_EXIT"):
+    for var in ("NEMO_EVALUATOR_DISABLE_COLOR", "LOG_LEVEL", "FAKE_NEL_EXIT", "FAKE_NEL_LOGS", "FAKE_NEL_SLURM_JOB"):
         monkeypatch.delenv(var, raising=False)
     return fakebin
 
@@ -369,12 +376,14 @@ def test_render_prints_the_nel_status_command(home: Home) -> None:
     assert ran.out == "NEMO_EVALUATOR_DISABLE_COLOR=1 LOG_LEVEL=WARNING nel status 3f9c2a1b7d4e8f60.1 --json\n"
 
 
-@pytest.mark.parametrize("bad", ["xyz;rm", "3f9c2a1b7d4e8f60;rm -rf ~", "3f9c", "3F9C2A1B7D4E8F60", "-h"])
-def test_add_refuses_an_id_that_is_not_an_invocation(home: Home, bad: str) -> None:
+@pytest.mark.parametrize("bad", ["xyz;rm", "3f9c2a1b7d4e8f60;rm -rf ~", "3f9", "3F9C2A1B7D4E8F60", "-h",
+                                 "3f9c2a1b7d4e8f601", "3f9c.x", "3f9c."])
+def test_add_refuses_an_id_that_is_not_an_invocation(home: Home, nel: FakeBin, bad: str) -> None:
     ran = jobmon("add", "--type", "nel", f"--id={bad}", *home.args())
     assert ran.code == 2
-    assert ran.err.startswith(f"jobmon: nel: --id {bad!r} is not valid: an invocation id (16 hex digits)")
-    assert home.jobs() == []
+    assert ran.err.startswith(f"jobmon: nel: --id {bad!r} is not valid: an invocation id (16 hex digits, "
+                              "or a unique prefix of 4 or more)")
+    assert home.jobs() == [] and status_calls(nel) == []  # refused before nel is asked
 
 
 def test_discover_lists_the_runs_of_the_last_day(home: Home, nel: FakeBin) -> None:
@@ -407,8 +416,244 @@ def test_a_failed_that_slurm_says_still_runs_is_a_failed_check(home: Home, nel: 
     (job,) = home.jobs()
     assert job["last_status"] == "RUNNING"
     assert job["jobmon"]["last_error"] == "says FAILED while slurm 412012@login01 is RUNNING"
-    assert cluster.fakebin.calls("squeue") == ["squeue -h -j 412012 -o %i|%T"]
-    # SLURM agrees the job ended: then nel's FAILED stands
+    assert cluster.fakebin.calls("squeue") == ["squeue -h -j 412012 -o squeue|%i|%A|%T|%r"]
+    # SLURM agrees the job ended (sacct says FAILED, squeue no longer holds it): then nel's FAILED stands
     cluster.set("412012", "FAILED", "1:0", "00:10:00")
+    cluster.forget("412012.queue")
     watcher.cycle(everything=True)
     assert [(e["to"], e["outcome"]) for e in events(out) if e["kind"] == "state"] == [("FAILED", "failure")]
+
+
+# ---------------------------------------------------------------- ids nel abbreviates (a prefix)
+
+TIMEOUT_INV = "4aa78841c0de5eed"  # status_json_slurm_timeout.json: its Slurm job 439 ended TIMEOUT
+
+
+def rows_of(*names: str) -> list[dict]:  # type: ignore[type-arg]
+    return [row for name in names for row in json.loads((NEL / name).read_text())]
+
+
+def test_a_registered_prefix_finds_the_rows_nel_answers_with_full_ids() -> None:
+    # What `nel status 4aa7 3f9c 3f9c.1 dead --json` prints: the real answers to each id, one
+    # after the other (nel 0.2.6's get_status appends each id's rows in order).
+    text = json.dumps(rows_of("status_json_prefix.json", "status_json_invocation_2jobs.json")
+                      + rows_of("status_json_job_ids.json")[1:] + rows_of("status_json_unknown_prefix.json"))
+    ids = ["4aa7", "3f9c", "3f9c.1", "dead", "3f9c2a1b7d4e8f60.0"]
+    rows = rules.parse_batch(text, nel_type(), ids)
+    assert {i: r.state for i, r in rows.items()} == {
+        "4aa7": "PENDING", "3f9c": "RUNNING", "3f9c.1": "PENDING", "dead": "NOT_FOUND", "3f9c2a1b7d4e8f60.0": "RUNNING"}
+    assert rows["4aa7"].groups["slurm_job"] == "439" and rows["3f9c.1"].groups["job"] == "3f9c2a1b7d4e8f60.1"
+    # prefixes are the nel type's (its `resolve`): a type without one matches ids exactly
+    exact = rules.parse_batch(text, replace(nel_type(), resolve=None), ids)
+    assert {i: r.state for i, r in exact.items()} == {"dead": "NOT_FOUND", "3f9c2a1b7d4e8f60.0": "RUNNING"}
+
+
+def test_a_prefix_kept_as_given_is_watched_like_the_full_id(home: Home, nel: FakeBin, cluster: Cluster,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    capture(monkeypatch, "status_json_prefix.json")
+    cluster.set("439", "RUNNING")  # the SLURM side of nel's PENDING: asked, and no verdict
+    add(home, Job("nel", "4aa7"), Job("nel", "b7e41d09c2a35f18"))
+    watcher, out = make_watcher(home)
+    watcher.cycle(everything=True)
+    assert status_calls(nel) == ["nel status 4aa7 b7e41d09c2a35f18 --json"]
+    assert [(e["id"], e["to"], e["detail"]) for e in events(out)] == [("4aa7", "PENDING", "slurm job 439")]
+    (job,) = [j for j in home.jobs() if j["id"] == "4aa7"]
+    assert job["last_status"] == "PENDING" and "missing_since" not in job.get("jobmon", {})
+
+
+def test_add_registers_the_full_id_nel_resolves_a_prefix_to(home: Home, nel: FakeBin,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    capture(monkeypatch, "status_json_prefix.json")
+    ran = jobmon("add", "--type", "nel", "--id", "4aa7", *home.args())
+    assert ran.code == 0, ran.err
+    assert ran.err.splitlines()[0] == f"jobmon: nel 4aa7 resolved to {TIMEOUT_INV}"
+    assert [j["id"] for j in home.jobs()] == [TIMEOUT_INV]
+    assert status_calls(nel) == ["nel status 4aa7 --json"]
+    assert nel.calls("nel-env") == ["nel-env NEMO_EVALUATOR_DISABLE_COLOR=1 LOG_LEVEL=WARNING"]
+
+
+def test_add_resolves_a_job_of_an_invocation_by_its_prefix(home: Home, nel: FakeBin,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    capture(monkeypatch, "status_json_prefix_job.json")
+    ran = jobmon("add", "--type", "nel", "--id", "4aa78841.0", *home.args())
+    assert ran.code == 0, ran.err
+    assert [j["id"] for j in home.jobs()] == [f"{TIMEOUT_INV}.0"]
+    assert status_calls(nel) == ["nel status 4aa78841.0 --json"]
+
+
+def test_add_asks_nel_nothing_about_a_full_id(home: Home, nel: FakeBin) -> None:
+    ran = jobmon("add", "--type", "nel", "--id", TIMEOUT_INV, *home.args())
+    assert ran.code == 0, ran.err
+    assert [j["id"] for j in home.jobs()] == [TIMEOUT_INV] and status_calls(nel) == []
+    assert not ran.err.startswith("jobmon:")
+
+
+@pytest.mark.parametrize(("status", "exit_code", "why"), [
+    # `nel status 4aa7` with two invocations starting 4aa7: a traceback, exit 1 (real capture)
+    ("status_json_ambiguous_prefix.json", "1",
+     "resolving it failed: exit 1: ValueError: Ambiguous invocation ID '4aa7': matches "
+     "['4aa78841c0de5eed', '4aa7f00d5eed0001']"),
+    # nel knows no such invocation: it says not_found, naming the id it was asked about
+    ("status_json_unknown_prefix.json", "0", "nel knows no job it abbreviates"),
+    ("status_table_invocation_2jobs.txt", "0", "resolving it failed: output is not JSON (Expecting value at line 1)"),
+])
+def test_add_keeps_a_prefix_nel_cannot_resolve_and_says_so(home: Home, nel: FakeBin, monkeypatch: pytest.MonkeyPatch,
+                                                           status: str, exit_code: str, why: str) -> None:
+    capture(monkeypatch, status)
+    monkeypatch.setenv("FAKE_NEL_EXIT", exit_code)
+    ran = jobmon("add", "--type", "nel", "--id", "4aa7", *home.args())
+    assert ran.code == 0, ran.err
+    said = [ln for ln in ran.err.splitlines() if ln.startswith("jobmon:")]
+    assert said == [f"jobmon: nel 4aa7 kept as given: {why}"]
+    assert [j["id"] for j in home.jobs()] == ["4aa7"]
+
+
+def test_add_keeps_a_prefix_when_nel_is_not_installed(home: Home, fakebin: FakeBin,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    path = f"{fakebin.path}{os.pathsep}/usr/bin{os.pathsep}/bin"
+    assert shutil.which("nel", path=path) is None
+    monkeypatch.setenv("PATH", path)
+    ran = jobmon("add", "--type", "nel", "--id", "4aa7.1", *home.args())
+    assert ran.code == 0, ran.err
+    said = [ln for ln in ran.err.splitlines() if ln.startswith("jobmon:")]
+    assert len(said) == 1 and said[0].startswith("jobmon: nel 4aa7.1 kept as given: resolving it failed: "
+                                                 "command not found: ")
+    assert [j["id"] for j in home.jobs()] == ["4aa7.1"]
+
+
+# ---------------------------------------------------------------- nel's PENDING after a TIMEOUT
+
+TIMEOUT_LOG = NEL / "slurm_timeout_439.log"  # the real job's output: sbatch --time=1, sleep 600
+
+
+class Clock:
+    """The watcher's clock for delegate.during waits, moved on by the test instead of sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def timeout_capture(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, status: str = "pending",
+                    slurm_job: str = "439") -> None:
+    """The real capture of nel 0.2.6 after job 439's TIMEOUT, its row's status or Slurm job
+    changed: nel's autoresume started the job again (``running``); ``nel resume`` submitted it as
+    a new Slurm job, which it writes into the row's data."""
+    rows = rows_of("status_json_slurm_timeout.json")
+    rows[0]["status"] = status
+    rows[0]["data"]["slurm_job_id"] = slurm_job
+    path = tmp_path / f"status_{status}_{slurm_job}.json"
+    path.write_text(json.dumps(rows, indent=2))
+    capture(monkeypatch, str(path))
+
+
+def timeout_job(home: Home, cluster: Cluster, monkeypatch: pytest.MonkeyPatch,
+                cfg: config.Config | None = None) -> tuple:  # type: ignore[type-arg]
+    """nel's job 4aa78841c0de5eed.0 behind Slurm job 439, which ended TIMEOUT; the watcher and its clock."""
+    cluster.set("439", "TIMEOUT", "0:0", "00:01:00")
+    monkeypatch.setenv("FAKE_NEL_LOGS", str(TIMEOUT_LOG))  # what `nel info --copy-logs` fetches
+    monkeypatch.setenv("FAKE_NEL_SLURM_JOB", "439")
+    add(home, Job("nel", TIMEOUT_INV, description="mmlu_pro", last_status="PENDING"))
+    watcher, out = make_watcher(home, cfg)
+    clock = Clock()
+    watcher._waits.clock = clock
+    return watcher, out, clock
+
+
+def asked_about(cluster: Cluster, slurm_job: str) -> int:
+    """How many of sacct's state checks named the job."""
+    return sum(1 for c in cluster.check_calls() if slurm_job in c.replace(",", " ").split())
+
+
+def test_a_pending_whose_slurm_job_timed_out_ends_as_it_after_lost_after(home: Home, nel: FakeBin, cluster: Cluster,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    capture(monkeypatch, "status_json_slurm_timeout.json")
+    watcher, out, clock = timeout_job(home, cluster, monkeypatch)
+    for step in (0, 599):  # 599 s after SLURM was first seen saying TIMEOUT: an autoresume may still come
+        clock.now += step
+        watcher.cycle(everything=True)
+        assert events(out) == []
+        assert [j["last_status"] for j in home.jobs()] == ["PENDING"]
+    assert asked_about(cluster, "439") == 2  # SLURM asked at each check of nel's PENDING
+    clock.now += 1
+    watcher.cycle(everything=True)
+    said = events(out)
+    got = [(e["kind"], e["from"], e["to"], e["terminal"], e["outcome"]) for e in said]
+    assert got == [("event", "PENDING", "not-resumed", False, None), ("state", "PENDING", "FAILED", True, "failure")]
+    assert said[0]["detail"] == "slurm job 439 ended TIMEOUT; nel still says PENDING (no autoresume for 10 min)"
+    # explained by nel's own on_failure: the job's logs, its Slurm log among them, diagnosed
+    logs = home.root.parent / "cache" / "jobmon" / "nel" / TIMEOUT_INV
+    assert nel.calls("nel info") == [f"nel info {TIMEOUT_INV} --copy-logs {logs}"]
+    cause = "slurm job 439; JOB 439 ON vm CANCELLED AT 2026-12-01T18:38:42 DUE TO TIME LIMIT"
+    assert said[1]["detail"].startswith(f"{cause} (log: ")  # the line is cut to 400 characters in the middle
+    assert home.jobs() == []
+    (record,) = home.history()
+    assert (record["id"], record["last_status"], record["outcome"]) == (TIMEOUT_INV, "FAILED", "failure")
+    assert record["detail"] == f"{cause} (log: {logs / f'{TIMEOUT_INV}.0' / 'logs' / 'slurm-439.log'})"
+
+
+def test_the_wait_starts_again_when_the_job_runs_again(home: Home, nel: FakeBin, cluster: Cluster, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    watcher, out, clock = timeout_job(home, cluster, monkeypatch)
+    timeline = [  # seconds since SLURM first said TIMEOUT, what nel says, what jobmon says
+        (0, "pending", []),
+        (300, "running", ["RUNNING"]),  # the autoresumed job started (nel's row still names 439)
+        (700, "pending", ["PENDING"]),  # pending again: the wait starts now, not at 0
+        (1299, "pending", []),
+        (1300, "pending", ["not-resumed", "FAILED"]),
+    ]
+    for at, status, states in timeline:
+        clock.now = 1000.0 + at
+        timeout_capture(monkeypatch, tmp_path, status)
+        watcher.cycle(everything=True)
+        assert [e["to"] for e in events(out)] == states, at
+
+
+def test_the_wait_starts_again_for_a_job_resumed_as_a_new_slurm_job(home: Home, nel: FakeBin, cluster: Cluster,
+                                                                     tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # `nel resume` writes the new Slurm job's id into nel's record; that one ended TIMEOUT too
+    watcher, out, clock = timeout_job(home, cluster, monkeypatch)
+    cluster.set("512", "TIMEOUT", "0:0", "00:01:00")
+    for at, slurm_job, states in [(0, "439", []), (500, "512", []), (1099, "512", []),
+                                  (1100, "512", ["not-resumed", "FAILED"])]:
+        clock.now = 1000.0 + at
+        timeout_capture(monkeypatch, tmp_path, slurm_job=slurm_job)
+        watcher.cycle(everything=True)
+        got = events(out)
+        assert [e["to"] for e in got] == states, at
+    assert got[0]["detail"] == "slurm job 512 ended TIMEOUT; nel still says PENDING (no autoresume for 10 min)"
+
+
+@pytest.mark.parametrize("slurm_state", ["PENDING", "RUNNING", None])  # None: SLURM has no row for it
+def test_a_pending_whose_slurm_job_has_not_ended_waits_for_ever(home: Home, nel: FakeBin, cluster: Cluster,
+                                                                 monkeypatch: pytest.MonkeyPatch,
+                                                                 slurm_state: str | None) -> None:
+    capture(monkeypatch, "status_json_slurm_timeout.json")
+    watcher, out, clock = timeout_job(home, cluster, monkeypatch)
+    cluster.forget("439")
+    if slurm_state:
+        cluster.set("439", slurm_state)
+    for _ in range(3):
+        clock.now += 100_000
+        watcher.cycle(everything=True)
+    assert events(out) == []
+    assert [j["last_status"] for j in home.jobs()] == ["PENDING"]
+
+
+def test_the_wait_is_lost_after_of_the_slurm_jobs_cluster(home: Home, nel: FakeBin, cluster: Cluster, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    layer = tmp_path / "fast.yaml"
+    layer.write_text("clusters:\n  test:\n    hosts: [testcluster]\n    settings: {lost_after: 60}\n")
+    capture(monkeypatch, "status_json_slurm_timeout.json")
+    watcher, out, clock = timeout_job(home, cluster, monkeypatch, config.load(str(layer), env={}))
+    watcher.cycle(everything=True)
+    clock.now += 59
+    watcher.cycle(everything=True)
+    assert events(out) == []
+    clock.now += 1
+    watcher.cycle(everything=True)
+    assert [e["detail"] for e in events(out)][0] == (
+        "slurm job 439 ended TIMEOUT; nel still says PENDING (no autoresume for 60 s)")

@@ -16,11 +16,11 @@ from conftest import Cluster, FIXTURES, Home, add, events, jobmon, make_watcher,
 
 def test_real_sacct_lines_through_the_packaged_type() -> None:
     slurm = config.load(env={}).types["slurm"]
-    text = (FIXTURES / "slurm" / "sacct_22.05.txt").read_text()
-    rows = rules.parse_batch(text, slurm, ["1", "2", "3", "4"])
+    text = (FIXTURES / "slurm" / "sacct_22.05_7fields.txt").read_text()
+    rows = rules.parse_batch(text, slurm, ["501", "502", "503", "504"])
     assert [(i, r.state, slurm.category(r.state)) for i, r in rows.items()] == [
-        ("1", "COMPLETED", "success"), ("2", "FAILED", "failure"), ("3", "CANCELLED", "failure"),
-        ("4", "PENDING", "pending")]
+        ("501", "COMPLETED", "success"), ("502", "FAILED", "failure"), ("503", "CANCELLED", "failure"),
+        ("504", "PENDING", "pending")]
 
 
 def test_squeue_answers_for_a_job_sacct_has_no_row_for_yet(home: Home, cluster: Cluster) -> None:
@@ -30,9 +30,11 @@ def test_squeue_answers_for_a_job_sacct_has_no_row_for_yet(home: Home, cluster: 
     w, out = make_watcher(home)
     w.cycle(everything=True)
     assert [(e["id"], e["to"]) for e in events(out)] == [("41", "PENDING"), ("42", "RUNNING")]
-    # one sacct for all three, one squeue for the two sacct did not know
-    assert cluster.check_calls() == ["sacct -j 41,42,43 -X -n -P --format=JobID,State,ExitCode,Elapsed"]
-    assert cluster.fakebin.calls("squeue") == ["squeue -h -j 41,43 -o %i|%T"]
+    # one ssh call: one sacct and one squeue for all three, scontrol for the log paths of each
+    assert len(cluster.ssh_calls()) == 1
+    assert cluster.check_calls() == [
+        "sacct -j 41,42,43 -X -n -P --format=JobID,JobIDRaw,State,ExitCode,DerivedExitCode,Elapsed,Submit"]
+    assert cluster.fakebin.calls("squeue") == ["squeue -h -j 41,42,43 -o squeue|%i|%A|%T|%r"]
     assert {j["id"]: j.get("jobmon", {}).get("missing_since") is not None for j in home.jobs()} == {
         "41": False, "42": False, "43": True}
 
@@ -69,7 +71,8 @@ def test_failure_tails_the_output_file_scontrol_names_and_diagnoses_it(home: Hom
     (event,) = events(out)
     assert event["detail"] == (f"exit 1:0, 00:03:00; torch.OutOfMemoryError: CUDA out of memory. "
                                f"Tried to allocate 20.00 GiB (log: {out_file})")
-    assert cluster.fakebin.calls("scontrol") == ["scontrol show job 46"]
+    # asked once, by the check that first saw the job; on_failure reads what the registry kept
+    assert cluster.fakebin.calls("scontrol") == ["scontrol -o show job"]
 
 
 def test_failure_falls_back_to_the_registered_file(home: Home, cluster: Cluster, tmp_path: Path) -> None:
@@ -140,7 +143,7 @@ def test_squeue_never_gives_the_verdict(home: Home, cluster: Cluster) -> None:
     assert events(out) == []
     cluster.set("55", "COMPLETED", "0:0", "00:00:07")
     w.cycle(everything=True)
-    assert [(e["to"], e["detail"]) for e in events(out)] == [("COMPLETED", "exit 0:0, 00:00:07; MaxRSS 0")]
+    assert [(e["to"], e["detail"]) for e in events(out)] == [("COMPLETED", "exit 0:0, 00:00:07")]
 
 
 def test_an_empty_log_is_named_once_not_given_as_the_cause(home: Home, cluster: Cluster) -> None:
@@ -151,3 +154,185 @@ def test_an_empty_log_is_named_once_not_given_as_the_cause(home: Home, cluster: 
     w.cycle(everything=True)
     (event,) = events(out)
     assert event["detail"] == f"exit 3:0, 00:00:08; log: {out_file}"
+
+
+# ---------------------------------------------------------------- job shapes, as the real cluster printed them
+# (tests/fixtures/slurm/shapes/*/README.md says how each was produced)
+
+
+def test_an_array_follows_all_its_tasks_with_progress_and_names_the_failed_one(home: Home, cluster: Cluster) -> None:
+    add(home, Job("slurm", "505", host="c", submitted="2026-12-01 18:39"))
+    w, out = make_watcher(home)
+    cluster.replay("505", "array", "meta")  # 505_0 and 505_1 run, 505_[2-5%2] waits
+    w.cycle(everything=True)
+    cluster.replay("505", "array", "mid")  # 0 and 1 done, 2 and 3 run
+    w.cycle(everything=True)
+    cluster.replay("505", "array", "end")  # 505_4 FAILED 3:0, the rest COMPLETED
+    real = "/tmp/jobmon-shapes/array"  # where the real tasks wrote: here, the fake cluster's folder
+    (cluster.dir / "505.scontrol").write_text((cluster.dir / "505.scontrol").read_text().replace(real, str(cluster.dir)))
+    shape = FIXTURES / "slurm" / "shapes" / "array"
+    (cluster.dir / "slurm-505_4.out").write_text((shape / "end.task4-output.txt").read_text())
+    w.cycle(everything=True)
+    said = [(e["kind"], e["to"], e["detail"]) for e in events(out)]
+    assert said[:2] == [("state", "RUNNING", "0/6 done"), ("event", "PROGRESS", "2/6 done")]
+    assert said[2][:2] == ("state", "FAILED")
+    assert said[2][2] == f"failed: 505_4 FAILED (of 6 tasks); task 4: failing on purpose (log: {cluster.dir}/slurm-505_4.out)"
+    assert len(said) == 3  # no line per completed task
+    assert home.history()[0]["outcome"] == "failure"
+
+
+def test_a_task_failing_before_the_end_is_a_line_of_its_own(home: Home, cluster: Cluster) -> None:
+    add(home, Job("slurm", "454", host="c", last_status="RUNNING"))
+    (cluster.dir / "454.rows").write_text(
+        "454_0|456|COMPLETED|0:0|0:0|00:00:15|2026-12-01T18:39:42\n"
+        "454_1|457|FAILED|3:0|0:0|00:00:15|2026-12-01T18:39:42\n"
+        "454_[2-5%2]|454|PENDING|0:0|0:0|00:00:00|2026-12-01T18:39:42\n")
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert [(e["kind"], e["to"], e["detail"]) for e in events(out)] == [
+        ("event", "454_1 FAILED", "exit 3:0, 00:00:15"), ("event", "PROGRESS", "2/6 done, 1 failed")]
+    assert home.jobs()[0]["last_status"] == "RUNNING"
+
+
+def test_one_task_and_a_raw_task_id_each_follow_the_task_they_name(home: Home, cluster: Cluster) -> None:
+    rows = (FIXTURES / "slurm" / "shapes" / "array" / "end.sacct.txt").read_text()
+    slurm = config.load(env={}).types["slurm"]
+    found = rules.parse_batch(rows, slurm, ["505_4", "509", "505"])
+    assert {i: (r.state, r.groups["id"]) for i, r in found.items() if i != "505"} == {
+        "505_4": ("FAILED", "505_4"), "509": ("COMPLETED", "505_1")}
+    assert (found["505"].state, found["505"].groups["parts_failed"]) == ("FAILED", "505_4 FAILED")
+
+
+def test_a_task_still_in_the_pending_record_is_pending_not_lost(home: Home, cluster: Cluster) -> None:
+    cluster.replay("505_5", "array", "mid")  # sacct and squeue -j 505_5 both say 505_[4-5%2]
+    add(home, Job("slurm", "505_5", host="c"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert [(e["to"], e["detail"]) for e in events(out)] == [("PENDING", "JobArrayTaskLimit")]
+
+
+def test_a_het_job_follows_its_components_and_one_component_is_accepted(home: Home, cluster: Cluster) -> None:
+    cluster.replay("470", "het", "held")
+    add(home, Job("slurm", "470", host="c"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    (event,) = events(out)
+    assert (event["to"], event["detail"]) == ("PENDING", "0/2 done")
+    ran = jobmon("add", "--type", "slurm", "--id", "470+1", "--host", "c", *home.args())
+    assert ran.code == 0, ran.err
+
+
+def test_a_node_fail_row_of_a_requeued_job_is_not_its_end(home: Home, cluster: Cluster) -> None:
+    cluster.set("60", "NODE_FAIL", "0:0", "00:00:12")  # sacct -X: the first run's record
+    cluster.queue("60", "PENDING", reason="BeginTime")  # the controller: requeued, waiting again
+    add(home, Job("slurm", "60", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert [(e["from"], e["to"], e["terminal"], e["detail"]) for e in events(out)] == [
+        ("RUNNING", "PENDING", False, "BeginTime")]
+    cluster.set("60", "COMPLETED", "0:0", "00:00:30")
+    cluster.forget("60.queue")
+    w.cycle(everything=True)
+    assert [(e["to"], e["terminal"]) for e in events(out)][-1] == ("COMPLETED", True)
+
+
+def test_of_two_jobs_with_one_id_the_one_registered_wins(home: Home, cluster: Cluster) -> None:
+    # job ids restarted (the controller's state was reset); accounting keeps the old 61
+    (cluster.dir / "61.rows").write_text("61|61|FAILED|1:0|0:0|00:00:03|2026-11-20T10:00:00\n"
+                                         "61|61|COMPLETED|0:0|0:0|00:00:09|2026-12-01T18:50:02\n")
+    add(home, Job("slurm", "61", host="c", last_status="RUNNING", submitted="2026-12-01 18:50"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert [(e["to"], e["outcome"]) for e in events(out)] == [("COMPLETED", "success")]
+
+
+def test_squeue_unable_to_reach_the_controller_is_a_failed_check_not_unknown_id(
+        home: Home, cluster: Cluster, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("FAKE_SQUEUE_DOWN", "1")
+    cluster.set("62", "COMPLETED", "0:0", "00:00:05")
+    add(home, Job("slurm", "62", host="c", last_status="RUNNING"), Job("slurm", "63", host="c"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert events(out) == []  # an end the controller cannot confirm waits; an unseen job is not "not yet"
+    jobs = {j["id"]: j["jobmon"] for j in home.jobs()}
+    assert jobs["62"]["errors"] == 1 and "Unable to contact slurm controller" in jobs["62"]["last_error"]
+    assert jobs["63"]["errors"] == 1 and "missing_since" not in jobs["63"]
+    monkeypatch.delenv("FAKE_SQUEUE_DOWN")
+    w.cycle(everything=True)
+    assert [(e["id"], e["to"]) for e in events(out)] == [("62", "COMPLETED")]
+
+
+def test_a_failed_step_under_a_script_that_exits_0_is_said(home: Home, cluster: Cluster) -> None:
+    (cluster.dir / "453.steps").write_text("453|453|COMPLETED|0:0|\n453.batch|453.batch|COMPLETED|0:0|\n"
+                                           "453.0|453.0|FAILED|5:0|\n")
+    (cluster.dir / "455.rows").write_text("455|455|COMPLETED|0:0|0:9|00:00:08|2026-12-01T18:39:42\n")
+    (cluster.dir / "453.rows").write_text("453|453|COMPLETED|0:0|5:0|00:00:08|2026-12-01T18:39:41\n")
+    (cluster.dir / "455.steps").write_text("455|455|COMPLETED|0:0|\n455.batch|455.batch|COMPLETED|0:0|\n"
+                                           "455.0|455.0|CANCELLED|0:9|\n")
+    add(home, Job("slurm", "453", host="c", last_status="RUNNING"), Job("slurm", "455", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert sorted((e["id"], e["to"], e["detail"]) for e in events(out)) == [
+        ("453", "COMPLETED", "exit 0:0, 00:00:08, derived exit 5:0; step 453.0 FAILED exit 5"),
+        ("455", "COMPLETED", "exit 0:0, 00:00:08, derived exit 0:9; step 455.0 CANCELLED signal 9")]
+    # both ends, one round trip: one sacct for the steps of both
+    assert [c for c in cluster.sacct_calls() if " -X " not in c] == [
+        "sacct -j 453,455 -n -P --format=JobID,JobIDRaw,State,ExitCode,MaxRSS"]
+
+
+def test_the_error_file_is_read_and_its_cause_wins(home: Home, cluster: Cluster) -> None:
+    shape = FIXTURES / "slurm" / "shapes" / "split"
+    out_file = cluster.output("416", (shape / "end.stdout-file.txt").read_text())
+    err_file = cluster.dir / "split-416.err"
+    err_file.write_text((shape / "end.stderr-file.txt").read_text())
+    (cluster.dir / "416.err").write_text(str(err_file))
+    cluster.set("416", "FAILED", "1:0", "00:00:10")
+    add(home, Job("slurm", "416", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    (event,) = events(out)
+    assert event["to"] == "FAILED"
+    assert home.history()[0]["detail"] == (f"exit 1:0, 00:00:10; ValueError: bad shard header b'\\x00\\x00\\x00\\x00' in "
+                               f"/data/shard-0007.bin (log: {out_file}, {err_file})")
+
+
+def test_a_cuda_oom_far_above_the_last_line_is_the_cause_and_a_sigkill_is_named(home: Home, cluster: Cluster) -> None:
+    shape = FIXTURES / "slurm" / "shapes" / "oom_window"
+    cluster.output("418", (shape / "end.oom-log-file.txt").read_text())
+    cluster.output("420", (shape / "end.sigkill-log-file.txt").read_text())
+    cluster.set("418", "FAILED", "1:0", "00:00:01")
+    cluster.set("420", "FAILED", "0:9", "00:00:01")
+    add(home, Job("slurm", "418", host="c", last_status="RUNNING"), Job("slurm", "420", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    causes = {e["id"]: e["detail"].split("; ", 1)[1].split(" (log: ")[0] for e in events(out)}
+    assert causes["418"].startswith("torch.OutOfMemoryError: CUDA out of memory.")
+    assert causes["420"] == "killed by signal 9 (SIGKILL)"
+
+
+def test_the_log_paths_kept_when_first_seen_serve_after_the_controller_forgot(home: Home, cluster: Cluster) -> None:
+    log = cluster.output("64", "loading\n")
+    cluster.set("64", "RUNNING")
+    add(home, Job("slurm", "64", host="c"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert home.jobs()[0]["jobmon"]["captured"]["stdout"] == str(log)
+    log.write_text("loading\nRuntimeError: CUDA error: an illegal memory access was encountered\n")
+    (cluster.dir / "64.out").unlink()  # MinJobAge passed: scontrol no longer knows the job
+    cluster.set("64", "FAILED", "1:0", "00:05:00")
+    w.cycle(everything=True)
+    assert events(out)[-1]["detail"] == (f"exit 1:0, 00:05:00; RuntimeError: CUDA error: an illegal memory access "
+                                         f"was encountered (log: {log})")
+    assert cluster.fakebin.calls("scontrol") == ["scontrol -o show job"]  # asked once, when first seen
+
+
+def test_a_dependency_that_can_never_be_satisfied_is_said_once(home: Home, cluster: Cluster) -> None:
+    cluster.replay("421", "dependency", "never_satisfied")
+    add(home, Job("slurm", "421", host="c"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    w.cycle(everything=True)
+    said = [(e["kind"], e["to"], e["detail"]) for e in events(out)]
+    assert said[0] == ("state", "PENDING", "DependencyNeverSatisfied")
+    assert said[1][:2] == ("event", "NEVER_STARTS") and said[1][2].startswith("pending with reason DependencyNeverSatisfied")
+    assert len(said) == 2 and home.jobs()[0]["last_status"] == "PENDING"

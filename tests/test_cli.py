@@ -1,12 +1,18 @@
 """The CLI as users and agents run it: a child process, its stdout, stderr and exit code."""
 from __future__ import annotations
 
+import csv
 import json
 import os
+import shutil
 import time
 from pathlib import Path
+from typing import Callable
 
-from conftest import Cluster, Home, jobmon, ssh_words
+import pytest
+
+from jobmon import config
+from conftest import FAKE_SSH, FIXTURES, Cluster, FakeBin, Home, Ran, jobmon, slurm_check, ssh_words
 
 
 def test_add_records_every_documented_field(home: Home, monkeypatch) -> None:
@@ -25,8 +31,8 @@ def test_add_records_every_documented_field(home: Home, monkeypatch) -> None:
 def test_add_refuses_bad_values_with_one_line_and_exit_2(home: Home) -> None:
     cases = [
         (["--type", "slurm", "--id", "12;rm -rf /", "--host", "eos"],
-         "jobmon: slurm: --id '12;rm -rf /' is not valid: a SLURM job id, e.g. 1234567 or 1234567_3 "
-         "(must match [0-9]+(_[0-9]+)?(\\.[0-9A-Za-z]+)?)"),
+         "jobmon: slurm: --id '12;rm -rf /' is not valid: a SLURM job id: 1234567, an array or het job 1234567 "
+         "(all its tasks), one task 1234567_3, one component 1234567+1 (must match [0-9]+([_+][0-9]+)?(\\.[0-9A-Za-z]+)?)"),
         (["--type", "slurm", "--id", "12"], "jobmon: job type 'slurm' needs --host (the cluster's login node or ssh alias)"),
         (["--type", "slurm", "--id", "12", "--host=-oProxyCommand=x"],
          "jobmon: slurm: --host '-oProxyCommand=x' is not valid: the cluster's login node or ssh alias (must match [A-Za-z0-9_][A-Za-z0-9._-]{0,252})"),
@@ -76,8 +82,8 @@ def test_status_checks_every_job_once_and_updates_the_registry(home: Home, clust
     ran = jobmon("status", *home.args())
     assert ran.code == 0
     assert [ln[9:] for ln in ran.lines()] == [
-        "slurm 1@eos: NEW -> RUNNING (exit 0:0, 00:00:01)",
-        "slurm 2@eos: NEW -> COMPLETED (exit 0:0, 00:05:00; MaxRSS 0)",
+        "slurm 1@eos: NEW -> RUNNING",  # an exit code belongs to an end
+        "slurm 2@eos: NEW -> COMPLETED (exit 0:0, 00:05:00)",  # no MaxRSS: sacct gave none
         "2 jobs: 1 completed, 1 running",
     ]
     assert len(cluster.check_calls()) == 1
@@ -90,9 +96,7 @@ def test_status_checks_every_job_once_and_updates_the_registry(home: Home, clust
 
 def test_render_prints_the_exact_command(home: Home, cache_home: Path) -> None:
     ran = jobmon("render", "--type", "slurm", "--id", "99", "--host", "eos", *home.args())
-    assert ran.lines() == [
-        f"{ssh_words(cache_home)} eos 'sacct -j 99 -X -n -P --format=JobID,State,ExitCode,Elapsed'",
-        f"# for jobs the check has no row for: {ssh_words(cache_home)} eos 'squeue -h -j 99 -o '\"'\"'%i|%T'\"'\"''"]
+    assert ran.out == slurm_check(cache_home, "eos", ["99"]) + "\n"  # squeue is in the same call now
     launcher = jobmon("render", "--type", "launcher", "--id", "e1", "--file", "/tmp/l og", *home.args())
     assert launcher.lines() == ["# launcher reads this file from where its last check stopped; it runs no command",
                                 "/tmp/l og"]
@@ -169,3 +173,116 @@ def test_add_watch_starts_one_detached_poller(home: Home, cluster: Cluster, tmp_
         (1, "3", "RUNNING"), (2, "4", "RUNNING"), (3, "3", "COMPLETED"), (4, "4", "FAILED")]
     assert home.jobs() == [] and sorted(r["id"] for r in home.history()) == ["3", "4"]
     assert "Traceback" not in home.registry.with_name("watch.log").read_text()
+
+
+# ---------------------------------------------------------------- discover, on real squeue output
+
+CAPTURES = FIXTURES / "slurm" / "discover"
+
+# squeue replaying tests/fixtures/slurm/discover/: each -u value is one capture's stdout, stderr
+# and exit code. It runs under the fake ssh, as the real one runs under sshd.
+REPLAY_SQUEUE = r"""#!/usr/bin/env bash
+echo "squeue $*" >> "${FAKE_LOG:-/dev/null}"
+while [ $# -gt 0 ]; do case "$1" in -u) user="$2"; shift 2 ;; *) shift ;; esac; done
+d="$FAKE_CAPTURES/$user"
+cat "$d.txt"; cat "$d.stderr.txt" >&2; exit "$(cat "$d.rc")"
+"""
+
+
+Queue = Callable[[str, str], None]
+
+
+@pytest.fixture
+def queue(fakebin: FakeBin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Queue:
+    """``queue(user, capture)``: what squeue says for ``-u user`` on any host."""
+    folder = tmp_path / "captures"
+    folder.mkdir()
+    monkeypatch.setenv("FAKE_CAPTURES", str(folder))
+    fakebin.add("ssh", FAKE_SSH)
+    fakebin.add("squeue", REPLAY_SQUEUE)
+    manifest = (CAPTURES / "MANIFEST.tsv").read_text().splitlines()
+    codes = {row["stdout_file"]: row["exit_code"] for row in csv.DictReader(manifest, delimiter="\t")}
+
+    def serve(user: str, capture: str) -> None:
+        shutil.copy(CAPTURES / f"{capture}.txt", folder / f"{user}.txt")
+        shutil.copy(CAPTURES / f"{capture}.stderr.txt", folder / f"{user}.stderr.txt")
+        (folder / f"{user}.rc").write_text(codes[f"{capture}.txt"])
+
+    return serve
+
+
+def discovered(ran: Ran) -> list[tuple[str, str, str, bool]]:
+    return [(c["id"], c["host"], c["state"], c["registered"]) for c in ran.events()]
+
+
+def test_discover_lists_an_array_and_a_het_job_once_each_by_their_own_id(home: Home, queue: Queue) -> None:
+    queue("alice", "squeue_arrays_het")
+    ran = jobmon("discover", "--type", "slurm", "--host", "c", "--user", "alice", "--json", *home.args())
+    assert (ran.code, ran.err) == (0, "")
+    # 483: two running tasks and its throttled pending record; 487: two het components; 486: a
+    # held array's one record; 489: a plain job. An array with a running task is running.
+    assert discovered(ran) == [("483", "c", "RUNNING", False), ("487", "c", "PENDING", False),
+                               ("486", "c", "PENDING", False), ("489", "c", "RUNNING", False)]
+    assert {c["description"] for c in ran.events()} == {"jm-discover"}
+
+
+def test_discover_add_registers_each_array_and_het_job_once(home: Home, queue: Queue) -> None:
+    queue("alice", "squeue_arrays_het")
+    assert jobmon("add", "--type", "slurm", "--id", "483", "--host", "c", *home.args()).code == 0
+    added = jobmon("discover", "--type", "slurm", "--host", "c", "--user", "alice", "--add", *home.args())
+    assert added.code == 0, added.err
+    assert [(j["id"], j["description"]) for j in home.jobs()] == [
+        ("483", ""), ("487", "jm-discover"), ("486", "jm-discover"), ("489", "jm-discover")]
+    again = jobmon("discover", "--type", "slurm", "--host", "c", "--user", "alice", "--json", "--add", *home.args())
+    assert again.code == 0, again.err
+    assert [c for c in discovered(again) if not c[3]] == []  # the tasks' rows are the registered array
+
+
+def test_discover_add_skips_a_row_the_type_refuses_and_adds_the_rest(home: Home, queue: Queue, tmp_path: Path) -> None:
+    # A cluster's own discover regex that takes squeue's %i as it is: the pending records are
+    # candidates that the slurm type refuses to register.
+    conf = tmp_path / "raw-ids.yaml"
+    conf.write_text("types:\n  slurm:\n    discover:\n"
+                    "      regex: '^(?P<id>[^|]+)\\|(?P<state>[^|]+)\\|(?P<description>.*)$'\n")
+    queue("alice", "squeue_arrays_het")
+    ran = jobmon("discover", "--type", "slurm", "--host", "c", "--user", "alice", "--add", "--config", str(conf),
+                 *home.args())
+    slurm = config.load(env={}).types["slurm"]
+    rows = [ln.split("|")[0] for ln in (CAPTURES / "squeue_arrays_het.txt").read_text().splitlines()]
+    refused = [r for r in rows if slurm.problem({"id": r, "host": "c"})]
+    assert {"483_[2-3%2]", "486_[0-2]"} <= set(refused) and "483_0" not in refused
+    assert ran.code == 1
+    assert [ln for ln in ran.err.splitlines() if not ln.startswith("registered ")] == [
+        f"jobmon: --add: skipped slurm {r}@c: {slurm.problem({'id': r, 'host': 'c'})}" for r in refused]
+    assert [j["id"] for j in home.jobs()] == [r for r in rows if r not in refused]
+
+
+def test_discover_names_each_host_where_squeue_does_not_know_the_user(home: Home, queue: Queue) -> None:
+    # squeue 22.05 exits 0 here, saying why on stderr only
+    queue("nosuchuser", "squeue_invalid_user")
+    ran = jobmon("discover", "--type", "slurm", "--host", "c", "--host", "d", "--user", "nosuchuser", "--add",
+                 *home.args())
+    assert (ran.code, ran.out) == (1, "")
+    assert ran.err.splitlines() == [
+        f"jobmon: discover slurm on {h}: exit 1: squeue: error: Invalid user: nosuchuser" for h in ("c", "d")]
+    assert home.jobs() == []
+
+
+def test_discover_trusts_no_row_of_a_listing_that_failed(home: Home, queue: Queue) -> None:
+    queue("alice,nosuchuser", "squeue_valid_and_invalid_user")
+    ran = jobmon("discover", "--type", "slurm", "--host", "c", "--user", "alice,nosuchuser", *home.args())
+    assert (ran.code, ran.out) == (1, "")
+    assert ran.err == "jobmon: discover slurm on c: exit 1: squeue: error: Invalid user: nosuchuser\n"
+
+
+def test_discover_adds_what_the_reachable_hosts_list(home: Home, queue: Queue, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_SSH_DOWN", "d")
+    queue("alice", "squeue_arrays_het")
+    ran = jobmon("discover", "--type", "slurm", "--host", "d", "--host", "c", "--user", "alice", "--add", "489", "99",
+                 *home.args())
+    assert ran.code == 1
+    err = ran.err.splitlines()
+    assert err[0] == ("jobmon: discover slurm on d: connection failed (exit 255): "
+                      "ssh: connect to host d port 22: Connection refused")
+    assert err[-1] == "jobmon: --add: no candidate 99 (see the list above)"
+    assert [(j["id"], j["host"]) for j in home.jobs()] == [("489", "c")]

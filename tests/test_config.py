@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Home, jobmon, ssh_words
+from conftest import Home, jobmon, slurm_check
 from jobmon import config, plan
 from jobmon.config import ConfigError
 from jobmon.registry import Job
@@ -75,7 +75,7 @@ def test_jobmon_types_lists_the_packaged_types_with_their_files(home: Home) -> N
         "  fields: id, [file], [log]; every 2s; from checkers.d/local.yaml",
         "nel: a NeMo Evaluator Launcher invocation, checked with nel status --json",
         "  fields: id; every 30s; from checkers.d/nel.yaml",
-        "slurm: a SLURM job, checked with sacct over ssh (squeue while sacct has no row)",
+        "slurm: a SLURM job, array or heterogeneous job, checked with sacct and squeue over ssh",
         "  fields: id, host, [file]; every 30s; from checkers.d/slurm.yaml",
     ]
 
@@ -288,13 +288,15 @@ ERRORS = [
         slurm:
           check:
             batch: "{{ ssh }} {{ host }} {% remote %}sacct -j {{ id }}{% endremote %}"
-    """, "{f}: slurm.check.batch: unknown variable id (known: host, ids, jobs, ssh, type, user)",
+    """, "{f}: slurm.check.batch: unknown variable id (known: host, ids, jobs, ssh, type, user, window)",
         id="template-unknown-variable"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
           on_failure: "tail {{ logfile }}"
-    """, "{f}: slurm.on_failure: unknown variable logfile (known: delegate, description, elapsed, exit, file, groups, "
-         "host, id, outcome, previous, ssh, state, submitted, type, user)", id="action-unknown-variable"),
+    """, "{f}: slurm.on_failure: unknown variable logfile (known: delegate, derived, description, elapsed, exit, "
+         "failed_part, file, groups, host, id, of, outcome, parts_done, parts_failed, parts_total, previous, raw, "
+         "reason, ssh, state, stderr, stdout, submit, submitted, type, user, window, workdir)",
+        id="action-unknown-variable"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
           states:
@@ -556,8 +558,7 @@ def test_a_cluster_override_reaches_the_rendered_command(tmp_path: Path, cache_h
     jobs = [Job(type="slurm", id=i, host=h) for i, h in [("1", "eos-login1"), ("2", "eos-login1"), ("3", "della")]]
     commands = {g.host: plan.command(g) for g in plan.plan(jobs, cfg)}
     assert commands["eos-login1"] == "ssh -J bastion eos-login1 'sacct -M eos -j 1,2'"
-    assert commands["della"] == (f"{ssh_words(cache_home)} della "
-                                 "'sacct -j 3 -X -n -P --format=JobID,State,ExitCode,Elapsed'")
+    assert commands["della"] == slurm_check(cache_home, "della", ["3"])
 
 
 def test_a_cluster_in_its_own_layer_overrides_a_type_from_another(tmp_path: Path) -> None:
@@ -595,8 +596,9 @@ def test_a_cluster_in_its_own_layer_overrides_a_type_from_another(tmp_path: Path
          types:
            slurm:
              detail: "{{ exitcode }}"
-     """, "{f}: clusters.eos.types.slurm.detail: unknown variable exitcode (known: delegate, description, elapsed, exit, "
-          "file, groups, host, id, outcome, previous, ssh, state, submitted, type, user)"),
+     """, "{f}: clusters.eos.types.slurm.detail: unknown variable exitcode (known: delegate, derived, description, "
+          "elapsed, exit, failed_part, file, groups, host, id, of, outcome, parts_done, parts_failed, parts_total, "
+          "previous, raw, reason, ssh, state, stderr, stdout, submit, submitted, type, user, window, workdir)"),
     ("""
      clusters:
        eos:
@@ -650,13 +652,15 @@ def test_problem_accepts_good_values(packaged: config.Config) -> None:
 def test_problem_a_required_field_is_missing(packaged: config.Config) -> None:
     assert packaged.types["slurm"].problem({"id": "123", "host": ""}) == (
         "job type 'slurm' needs --host (the cluster's login node or ssh alias)")
-    assert packaged.types["slurm"].problem({"host": "eos"}) == "job type 'slurm' needs --id (a SLURM job id, e.g. 1234567 or 1234567_3)"
+    assert packaged.types["slurm"].problem({"host": "eos"}) == (
+        "job type 'slurm' needs --id (a SLURM job id: 1234567, an array or het job 1234567 (all its tasks), "
+        "one task 1234567_3, one component 1234567+1)")
 
 
 def test_problem_a_value_not_matching_the_type_pattern(packaged: config.Config) -> None:
     assert packaged.types["slurm"].problem({"id": "123; rm -rf ~", "host": "eos"}) == (
-        r"slurm: --id '123; rm -rf ~' is not valid: a SLURM job id, e.g. 1234567 or 1234567_3 "
-        r"(must match [0-9]+(_[0-9]+)?(\.[0-9A-Za-z]+)?)")
+        r"slurm: --id '123; rm -rf ~' is not valid: a SLURM job id: 1234567, an array or het job 1234567 "
+        r"(all its tasks), one task 1234567_3, one component 1234567+1 (must match [0-9]+([_+][0-9]+)?(\.[0-9A-Za-z]+)?)")
     # fullmatch: a valid prefix is not enough
     assert packaged.types["local"].problem({"id": "12\n34"}) == (
         "local: --id '12\\n34' is not valid: the process id (must match [0-9]{1,10})")
@@ -837,3 +841,64 @@ def test_a_pattern_group_may_not_shadow_a_template_name(home: Home, tmp_path: Pa
     ran = jobmon("check", "--config", str(conf), *home.args())
     assert (ran.code, ran.err) == (2, f"jobmon: {conf}: slurm.diagnosis.0.regex: (?P<match>…) is a name the "
                                       "text template already has; rename the group\n")
+
+
+# ---------------------------------------------------------------- resolve and delegate.during
+
+@pytest.mark.parametrize(("text", "message"), [
+    pytest.param("""
+        nel:
+          delegate: {during: [SUCCESS]}
+    """, "{f}: nel.delegate.during: 'SUCCESS' is under states.success: list states a job waits in", id="during-terminal"),
+    pytest.param("""
+        nel:
+          delegate: {during: [WAITING]}
+    """, "{f}: nel.delegate.during: 'WAITING' is not in states", id="during-unknown-state"),
+    pytest.param("""
+        nel:
+          delegate: {confirm: [FAILED, PENDING]}
+    """, "{f}: nel.delegate.confirm: 'PENDING' is also under delegate.during", id="confirm-and-during"),
+    pytest.param("""
+        nel:
+          delegate: {confirm: [FAILED, RUNNING], during: [RUNNING]}
+    """, "{f}: nel.delegate.during: 'RUNNING' is also under delegate.confirm", id="during-and-confirm"),
+    pytest.param("""
+        nel:
+          delegate: {during: PENDING}
+    """, "{f}: nel.delegate.during: expected a list, found the string 'PENDING'", id="during-not-a-list"),
+    pytest.param("""
+        nel:
+          resolve: {when: '[0-9a-f'}
+    """, "{f}: nel.resolve.when: bad regex: unterminated character set at position 0", id="resolve-bad-when"),
+    pytest.param("""
+        nel:
+          resolve: {command: 'nel status {{ invocation }}'}
+    """, "{f}: nel.resolve.command: unknown variable invocation (known: description, file, host, id, ssh, "
+         "submitted, type, user)", id="resolve-unknown-variable"),
+    pytest.param("""
+        nel:
+          resolve: {comand: nel status}
+    """, "{f}: nel.resolve.comand: unknown key (did you mean 'command'?)", id="resolve-misspelled-key"),
+    pytest.param("""
+        nel:
+          resolve: {command: ''}
+    """, "{f}: nel.resolve.command: missing: the command whose output names the full id", id="resolve-empty-command"),
+])
+def test_resolve_and_during_errors_are_one_exact_line(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path / "checkers.d" / "x.yaml", text)
+    assert load_error(path) == message.replace("{f}", str(path))
+
+
+def test_resolve_needs_a_check_that_names_ids(tmp_path: Path) -> None:
+    # NEW_TYPE's check is one job's command: its output says a state, never whose
+    path = write(tmp_path / "checkers.d" / "k8s.yaml", NEW_TYPE + "  resolve: {command: 'kubectl get job {{ id }}'}\n")
+    assert load_error(path) == (f"{path}: k8s.resolve: the check's output names no ids: give check.json, "
+                                "or a check regex with an (?P<id>…) group")
+
+
+def test_the_packaged_nel_type_resolves_prefixes_and_waits_out_its_pending(packaged: config.Config) -> None:
+    nel = packaged.types["nel"]
+    assert nel.resolve is not None and nel.resolve.when is not None
+    assert [i for i in ("4aa7", "4aa7.1", "4aa78841c0de5eed", "4aa78841c0de5eed.1") if nel.resolve.when.fullmatch(i)] == [
+        "4aa7", "4aa7.1"]
+    assert nel.delegate is not None and (nel.delegate.confirm, nel.delegate.during) == ({"FAILED"}, {"PENDING"})

@@ -7,7 +7,7 @@ import pytest
 
 from jobmon import config, plan
 from jobmon.registry import Job
-from conftest import ssh_words
+from conftest import slurm_check
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +44,7 @@ def test_unknown_types_are_left_out(cfg: config.Config) -> None:
 
 def test_slurm_batch_command_is_one_ssh_call_with_a_quoted_remote_command(cfg: config.Config, cache_home: Path) -> None:
     (group,) = plan.plan([Job("slurm", "101", host="eos"), Job("slurm", "102_3", host="eos")], cfg)
-    assert plan.command(group) == (
-        f"{ssh_words(cache_home)} eos "
-        "'sacct -j 101,102_3 -X -n -P --format=JobID,State,ExitCode,Elapsed'")
+    assert plan.command(group) == slurm_check(cache_home, "eos", ["101", "102_3"])
 
 
 def test_cluster_override_changes_the_command_for_matching_hosts_only(tmp_path: Path, cache_home: Path) -> None:
@@ -66,8 +64,7 @@ def test_cluster_override_changes_the_command_for_matching_hosts_only(tmp_path: 
     commands = sorted(plan.command(g) for g in groups)
     assert commands == [
         "ssh -J bastion eos-login 'sacct -M eos -j 1'",
-        f"{ssh_words(cache_home)} draco "
-        "'sacct -j 2 -X -n -P --format=JobID,State,ExitCode,Elapsed'",
+        slurm_check(cache_home, "draco", ["2"]),
     ]
 
 

@@ -74,7 +74,7 @@ def test_killed_during_a_check_nothing_is_lost(home: Home, cluster: Cluster, tmp
     cluster.fakebin.add("sacct", f"""#!/usr/bin/env bash
 echo started > {tmp_path}/in-check
 while [ ! -e {gate} ]; do sleep 0.05; done
-printf '7|COMPLETED|0:0|00:00:09\\n'
+printf '7|7|COMPLETED|0:0|0:0|00:00:09|2026-01-01T00:00:00\\n'
 """)
     assert jobmon("add", "--type", "slurm", "--id", "7", "--host", "h", *home.args()).code == 0
     first = watch(home)

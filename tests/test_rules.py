@@ -27,23 +27,25 @@ def advance(status: str, obs: Observation, jtype: config.JobType, book: Book = B
 
 
 def test_real_sacct_output_gives_each_job_its_normalised_state(types: config.Config) -> None:
-    text = (FIXTURES / "slurm" / "sacct_22.05.txt").read_text()
-    rows = rules.parse_batch(text, slurm(types), ["1", "2", "3", "4"])
+    text = (FIXTURES / "slurm" / "sacct_22.05_7fields.txt").read_text()
+    rows = rules.parse_batch(text, slurm(types), ["501", "502", "503", "504"])
     assert {k: r.state for k, r in rows.items()} == {
-        "1": "COMPLETED", "2": "FAILED", "3": "CANCELLED", "4": "PENDING"}
-    assert rows["2"].groups["exit"] == "3:0"
-    assert rows["1"].groups["elapsed"] == "00:00:02"
+        "501": "COMPLETED", "502": "FAILED", "503": "CANCELLED", "504": "PENDING"}
+    assert rows["502"].groups["exit"] == "3:0"
+    assert rows["501"].groups["elapsed"] == "00:00:02"
 
 
 def test_batch_ignores_ids_not_asked_for_and_lines_that_do_not_match(types: config.Config) -> None:
-    text = "sacct: warning: something\n7|RUNNING|0:0|00:01:00\n8|COMPLETED|0:0|00:02:00\n"
+    text = ("sacct: warning: something\n7|7|RUNNING|0:0|0:0|00:01:00|2026-11-29T11:00:00\n"
+            "8|8|COMPLETED|0:0|0:0|00:02:00|2026-11-29T11:00:00\n")
     rows = rules.parse_batch(text, slurm(types), ["8", "9"])
     assert list(rows) == ["8"]
 
 
 def test_cancelled_after_a_daemon_restart_reads_the_same(types: config.Config) -> None:
     # slurmctld restarts can turn "CANCELLED by 0|0:0" into "CANCELLED|0:15": match the first word.
-    rows = rules.parse_batch("5|CANCELLED|0:15|00:00:09\n6|cancelled by 1234|0:0|00:00:01\n", slurm(types), ["5", "6"])
+    rows = rules.parse_batch("5|5|CANCELLED|0:15|0:0|00:00:09|2026-11-29T11:00:00\n"
+                             "6|6|cancelled by 1234|0:0|0:0|00:00:01|2026-11-29T11:00:00\n", slurm(types), ["5", "6"])
     assert rows["5"].state == rows["6"].state == "CANCELLED"
 
 

@@ -355,6 +355,9 @@ def test_every_command_in_the_skill_runs(skill_env: Any, cluster: Cluster) -> No
         if proc.returncode != 0 or "Traceback" in proc.stdout + proc.stderr:
             failures.append(f"$ {command}\n  exit {proc.returncode}\n  stdout: {proc.stdout.strip()}\n"
                             f"  stderr: {proc.stderr.strip()}")
+        if "--add" in command:  # found in the queue, it then ends: squeue no longer holds it
+            for job_id in slurm_ids(command):
+                cluster.forget(f"{job_id}.queue")
     left = stop_leftovers(f"JOBMON_SKILLTEST={env['JOBMON_SKILLTEST']}", wait=30)
     if left:
         failures.append(f"pollers still running 30 s after the last command, every job having ended: pids {left}")

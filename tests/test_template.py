@@ -234,10 +234,13 @@ def test_the_packaged_slurm_batch_check_passes_hostile_ids_to_sacct_as_one_word(
     jobs = [Job(type="slurm", id=i, host="login-1") for i in ids]
     [group] = plan.plan(jobs, cfg)
     cluster.set("123", "RUNNING")
-    assert execute(plan.command(group)) == "123|RUNNING|0:0|00:00:01\n"
+    # sacct's row, then squeue's (none: no such job queued), then scontrol's (none known)
+    assert execute(plan.command(group)) == "123|123|RUNNING|0:0|0:0|00:00:01|2026-01-01T00:00:00\n\n"
     assert not marker.exists()
     [sacct] = cluster.sacct_calls()
-    assert sacct == f"sacct -j 123,$(touch {marker}),4;touch {marker},5 6 -X -n -P --format=JobID,State,ExitCode,Elapsed"
+    assert sacct == (f"sacct -j 123,$(touch {marker}),4;touch {marker},5 6 -X -n -P "
+                     "--format=JobID,JobIDRaw,State,ExitCode,DerivedExitCode,Elapsed,Submit")
+    assert cluster.fakebin.calls("squeue") == [f"squeue -h -j 123,$(touch {marker}),4;touch {marker},5 6 -o squeue|%i|%A|%T|%r"]
 
 
 def test_the_packaged_local_check_reads_a_hostile_file_name_literally(marker: Path) -> None:

@@ -156,9 +156,9 @@ def test_a_job_followed_to_completion_then_moved_to_history(home: Home, cluster:
     active = watcher.cycle(everything=True)
     got = [(e["from"], e["to"], e["terminal"], e["outcome"], e["detail"]) for e in events(out)]
     assert got == [
-        (None, "PENDING", False, None, "exit 0:0, 00:00:01"),
-        ("PENDING", "RUNNING", False, None, "exit 0:0, 00:00:01"),
-        ("RUNNING", "COMPLETED", True, "success", "exit 0:0, 01:02:03; MaxRSS 0"),
+        (None, "PENDING", False, None, ""),  # an exit code belongs to an end
+        ("PENDING", "RUNNING", False, None, ""),
+        ("RUNNING", "COMPLETED", True, "success", "exit 0:0, 01:02:03"),  # no MaxRSS: sacct gave none
     ]
     assert active == [] and home.jobs() == []
     (record,) = home.history()
@@ -286,7 +286,7 @@ def test_hostile_registry_entries_are_reported_and_never_run(home: Home, cluster
     assert errors[1].startswith("job 15;touch ") and ": slurm: --id '15;touch " in errors[1]
     assert errors[2] == f"job 1: unknown job type 'nosuch'; left as it is in {home.registry}"
     assert [(e["id"], e["to"]) for e in lines if e["kind"] == "state"] == [("16", "RUNNING")]
-    assert cluster.check_calls() == ["sacct -j 16 -X -n -P --format=JobID,State,ExitCode,Elapsed"]
+    assert cluster.check_calls() == ["sacct -j 16 -X -n -P --format=JobID,JobIDRaw,State,ExitCode,DerivedExitCode,Elapsed,Submit"]
     assert not marker.exists()
     watcher.cycle(everything=True)
     assert [e for e in events(out) if e["kind"] == "error"] == []  # said once per watcher
@@ -316,7 +316,7 @@ def test_bin_jobmon_watch_prints_text_events_only_on_stdout(home: Home, cluster:
                            "-v", *home.args()], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
-    assert [ln[9:] for ln in lines] == ['slurm 22@c "eval": NEW -> COMPLETED (exit 0:0, 00:00:03; MaxRSS 0)',
+    assert [ln[9:] for ln in lines] == ['slurm 22@c "eval": NEW -> COMPLETED (exit 0:0, 00:00:03)',
                                        "1 job: 1 completed"]
 
 
@@ -337,7 +337,7 @@ def test_sigterm_stops_the_watcher_cleanly(home: Home, cluster: Cluster) -> None
     proc = subprocess.Popen([sys.executable, "-m", "jobmon", "watch", "--interval", "30", *home.args()],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = proc.stdout.readline()  # blocks until the first event: no sleep needed
-    assert first.endswith("slurm 23@c: NEW -> RUNNING (exit 0:0, 00:00:01)\n")
+    assert first.endswith(" slurm 23@c: NEW -> RUNNING\n")
     proc.send_signal(signal.SIGTERM)
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0

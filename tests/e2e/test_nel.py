@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -134,3 +135,39 @@ def test_a_running_evaluation_is_not_failed_when_accounting_cannot_answer(slurm:
         assert [j["last_status"] for j in home.jobs()] == ["RUNNING"]
     finally:
         go.touch()
+
+
+def test_an_evaluation_nel_calls_pending_after_its_time_limit_ends_failed(slurm: Slurm, home: Home, jobdir: Path,
+                                                                          nel_env, watch, timeout_job: tuple[str, Path],
+                                                                          tmp_path: Path) -> None:
+    # The job of the time limit (--time=1), submitted when the session started; this test runs
+    # last (see conftest.py). No autoresume follows it: nel 0.2.6 says "pending" for ever.
+    job, out = timeout_job
+    slurm.wait_for(job, {"TIMEOUT"}, timeout=240)
+    invocation = "e2e7100000000001"
+    rundir = jobdir / invocation / "simple_evals.mmlu_pro.0"
+    (rundir / "logs").mkdir(parents=True)
+    # where nel's sbatch script sends a job's output (#SBATCH --output <rundir>/logs/slurm-%A.log)
+    shutil.copy(out, rundir / "logs" / f"slurm-{job}.log")
+    subprocess.run([str(NEL_VENV / "bin" / "python"), "-c", WRITE_RECORD, invocation, job, str(rundir),
+                    slurm.host, "root"], env=nel_env, check=True, capture_output=True, timeout=120)
+    assert nel_status(nel_env, invocation) == {invocation: "pending"}
+    # registered by a prefix: the real nel resolves it
+    ran = jobmon("add", "--type", "nel", "--id", "e2e71", "--desc", "e2e: nel after a time limit", *home.args(),
+                 env=nel_env, timeout=120)
+    assert ran.code == 0, ran.err
+    assert f"jobmon: nel e2e71 resolved to {invocation}" in ran.err.splitlines()
+    fast = tmp_path / "fast.yaml"
+    fast.write_text("settings:\n  lost_after: 3\n")  # how long no autoresume may come
+    w = watch(*home.args(), "--config", str(fast), env=nel_env)
+    events = w.finish(timeout=240)
+    assert w.code == 0
+    said = [e for e in events if e.get("id") == invocation]
+    assert [(e["kind"], e["to"]) for e in said] == [("state", "PENDING"), ("event", "not-resumed"), ("state", "FAILED")]
+    assert re.fullmatch(rf"slurm job {job} ended TIMEOUT; nel still says PENDING \(no autoresume for \d+ s\)",
+                        said[1]["detail"]), said[1]["detail"]
+    assert said[2]["outcome"] == "failure"
+    # explained by the logs nel itself copies (nel info --copy-logs), the Slurm job's among them
+    (record,) = home.history()
+    assert re.fullmatch(rf"slurm job {job}; JOB {job} ON \S+ CANCELLED AT \S+ DUE TO TIME LIMIT "
+                        rf"\(log: \S+/jobmon/nel/{invocation}/\S+/slurm-{job}\.log\)", record["detail"]), record["detail"]
