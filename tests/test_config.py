@@ -361,6 +361,36 @@ ERRORS = [
           check:
             batch_size: 0
     """, "{f}: slurm.check.batch_size: must be at least 1", id="zero-batch-size"),
+    pytest.param("checkers.d/x.yaml", """
+        k:
+          check: {command: "true", regex: '(?P<state>x)', live: {regex: '(?P<state>y)'}}
+          states: {success: [X]}
+    """, "{f}: k.check.live: only for a batched check: its rows come from the batch's output", id="live-without-batch"),
+    pytest.param("checkers.d/x.yaml", """
+        k:
+          check: {command: "true", regex: '(?P<state>x)'}
+          states: {success: [X]}
+          on_complete: {batch_size: 10}
+    """, "{f}: k.on_complete.batch: missing: the command run once for all of a host's ending jobs",
+        id="batched-action-without-batch"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          on_failure: [tail]
+    """, "{f}: slurm.on_failure: expected a string or a mapping (batch, batch_size), found a list", id="action-kind"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          on_complete: {batch: "echo {{ id }}"}
+    """, "{f}: slurm.on_complete.batch: unknown variable id (known: host, ids, jobs, marker, ssh, type, user, window)",
+        id="batched-action-names-one-job"),
+    pytest.param("checkers.d/x.yaml", """
+        slurm:
+          metrics: [{name: m, regex: x, field: exit}]
+    """, "{f}: slurm.metrics.0.field: only for events or diagnosis", id="field-in-metrics"),
+    pytest.param("checkers.d/x.yaml", """
+        k:
+          check: {batch: "true", regex: '(?P<id>x)(?P<state>x)', capture: '(?P<stdout>x)'}
+          states: {success: [X]}
+    """, "{f}: k.check.capture: no (?P<id>…) group", id="capture-without-id"),
 ]
 
 

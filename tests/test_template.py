@@ -281,3 +281,12 @@ def test_any_list_of_text_is_one_word_per_item_over_ssh(cluster, marker: Path, v
     remote = shell("ssh h {% remote %}printf '%s\\n' {{ v }}{% endremote %}", v=values)
     assert execute(remote) == printed(values)
     assert sorted(p.name for p in marker.parent.joinpath("work").iterdir()) == ["decoy"]
+
+
+def test_signal_name_names_an_exit_codes_signal() -> None:
+    from jobmon.template import compile_template, render
+
+    t = compile_template("killed by signal {{ sig }} ({{ sig | signal_name }})", {"sig"}, shell=False)
+    assert render(t, {"sig": "9"}) == "killed by signal 9 (SIGKILL)"
+    assert render(t, {"sig": "15"}) == "killed by signal 15 (SIGTERM)"
+    assert render(t, {"sig": "200"}) == "killed by signal 200 ()"  # no such signal: nothing made up

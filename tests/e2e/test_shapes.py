@@ -12,8 +12,10 @@ cancelled when the test ends, whatever happened.
 """
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import subprocess
 import textwrap
 import time
 from pathlib import Path
@@ -349,6 +351,11 @@ def test_a_job_requeued_after_a_node_failure_goes_on_until_its_rerun_completes(s
 # ---------------------------------------------------------------- 5. the controller down
 
 
+def refusals(w: Watch) -> int:
+    """The watcher's warnings for checks the controller could not answer (squeue retries ~20 s)."""
+    return w.stderr_path.read_text().count("Unable to contact slurm controller")
+
+
 def test_with_the_controller_down_a_running_job_is_neither_lost_nor_ended(slurm: Slurm, home: Home, jobdir: Path,
                                                                           watch) -> None:
     go = jobdir / "go"
@@ -357,20 +364,63 @@ def test_with_the_controller_down_a_running_job_is_neither_lost_nor_ended(slurm:
     add(home, slurm, job, "--desc", "e2e: controller down")
     w = watch(*home.args())
     w.until(state_of(job, "RUNNING"))
-
-    def refusals() -> int:  # the watcher's warning for each check the controller could not answer
-        return w.stderr_path.read_text().count("Unable to contact slurm controller")
-
+    slurm.wait_for(job, {"RUNNING"})  # the accounting has heard of the start too
     with slurm.down("slurmctld"):
-        wait_until("two checks with the controller down", lambda: refusals() >= 2)
-        go.touch()  # the job ends while nobody can say so
-        wait_until("two more checks", lambda: refusals() >= 4)
+        wait_until("a check with the controller down", lambda: refusals(w) >= 1)
+        go.touch()  # the job ends while the controller cannot tell anybody
+        wait_until("two more checks with the controller down", lambda: refusals(w) >= 3)
         assert [(j["id"], j["last_status"]) for j in home.jobs()] == [(job, "RUNNING")]
     events = ended(w)
     assert [(e["kind"], e["to"]) for e in events] == [("state", "RUNNING"), ("state", "COMPLETED"), ("summary", None)]
     final = full(home, events[1])
     assert final["outcome"] == "success" and final["detail"].startswith("exit 0:0, "), final
     assert slurm.sacct(job)[job][0] == "COMPLETED"
+
+
+def start_slurmdbd_alone(slurm: Slurm) -> None:
+    """Start slurmdbd the way tests/e2e/cluster/up.sh does, and nothing else (up.sh would start
+    the stopped controller too); bounded wait until sacct answers through it."""
+    state = slurm.run_dir.parent
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_CONF"}
+    env["MYSQL_UNIX_PORT"] = str(state / "mysql-run" / "mysqld.sock")
+    with open(state / "log" / "slurmdbd.out", "a") as out:
+        subprocess.run(["/usr/sbin/slurmdbd"], env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                       timeout=60, check=True)
+    wait_until("slurmdbd answering", lambda: slurm.ssh("sacct -n -X -j 1", check=False).returncode == 0, timeout=60)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine bug: while squeue cannot reach the controller, the slurm type takes sacct's row even when "
+    "it lags behind what squeue said last (the job's start not yet in accounting): it prints "
+    "RUNNING -> PENDING, then PENDING -> RUNNING once the controller is back"))
+def test_with_the_controller_down_accounting_behind_does_not_move_a_running_job_back(slurm: Slurm, home: Home,
+                                                                                     jobdir: Path, watch) -> None:
+    # Accounting lags behind the controller (a busy slurmdbd: minutes). Made certain here: the
+    # job starts while slurmdbd is down, so its start waits in the controller's queue of messages
+    # to slurmdbd, and the controller stops before it could send it.
+    go = jobdir / "go"
+    job = slurm.sbatch(f"while [ ! -e {shlex.quote(str(go))} ]; do sleep 0.2; done; echo released",
+                       "--hold", "--chdir", str(jobdir))
+    slurm.wait_for(job, {"PENDING"})  # its submission is in the accounting
+    add(home, slurm, job, "--desc", "e2e: accounting behind")
+    try:
+        slurm.stop("slurmdbd")
+        slurm.ssh(f"scontrol release {job}")
+        wait_until("the job running", lambda: slurm.squeue(job).startswith("RUNNING|"))
+        w = watch(*home.args())
+        first = w.until(state_of(job))[-1]  # from squeue: sacct cannot answer
+        assert (first["from"], first["to"]) == (None, "RUNNING"), first
+        slurm.stop("slurmctld")
+        start_slurmdbd_alone(slurm)
+        assert slurm.sacct(job)[job][0] == "PENDING"  # the accounting never heard of the start
+        wait_until("two checks with the controller down", lambda: refusals(w) >= 2)
+        assert [(j["id"], j["last_status"]) for j in home.jobs()] == [(job, "RUNNING")]
+    finally:
+        slurm.up()
+    go.touch()
+    events = ended(w)
+    assert [(e["kind"], e["to"]) for e in of(events, job)] == [("state", "RUNNING"), ("state", "COMPLETED")], (
+        of(events, job))
 
 
 # ---------------------------------------------------------------- 6. steps
