@@ -175,7 +175,8 @@ def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Prob
     groups ``rows`` reads; the controller's live rows weighed against them; captured lines.
 
     ``failed`` says the check's own rows could not be had (its ``fail_if``): a live row still
-    answers. ``live_failed`` says the controller could not be asked: no end is believed.
+    answers. ``live_failed`` says the controller could not be asked: only rows that say the job
+    runs are believed.
     """
     probe = probe or jtype.check
     if probe.json is not None:
@@ -196,7 +197,9 @@ def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Prob
         error = None
         if row is None and (failed or live_failed):
             error = failed or live_failed
-        elif row is not None and live_failed and jtype.terminal(row.state):
+        elif row is not None and live_failed and jtype.category(row.state) != "running":
+            # Without the controller, only "it runs" is sure: an end may be a requeued run's,
+            # and "pending" may be accounting that has not heard of the start yet.
             error, row = f"{row.state} not confirmed: {live_failed}", None
         if row is not None or error or job_id in captured:
             out[job_id] = Answer(row, parts or None, tuple(captured.get(job_id, ())), error)

@@ -176,7 +176,7 @@ def test_an_array_follows_all_its_tasks_with_progress_and_names_the_failed_one(h
     said = [(e["kind"], e["to"], e["detail"]) for e in events(out)]
     assert said[:2] == [("state", "RUNNING", "0/6 done"), ("event", "PROGRESS", "2/6 done")]
     assert said[2][:2] == ("state", "FAILED")
-    assert said[2][2] == f"failed: 505_4 FAILED (of 6 tasks); task 4: failing on purpose (log: {cluster.dir}/slurm-505_4.out)"
+    assert said[2][2] == f"failed: 505_4 FAILED (of 6); task 4: failing on purpose (log: {cluster.dir}/slurm-505_4.out)"
     assert len(said) == 3  # no line per completed task
     assert home.history()[0]["outcome"] == "failure"
 
@@ -223,17 +223,18 @@ def test_a_het_job_follows_its_components_and_one_component_is_accepted(home: Ho
 
 
 def test_a_node_fail_row_of_a_requeued_job_is_not_its_end(home: Home, cluster: Cluster) -> None:
-    cluster.set("60", "NODE_FAIL", "0:0", "00:00:12")  # sacct -X: the first run's record
-    cluster.queue("60", "PENDING", reason="BeginTime")  # the controller: requeued, waiting again
-    add(home, Job("slurm", "60", host="c", last_status="RUNNING"))
+    # sacct -X: the first run's NODE_FAIL; squeue: requeued, waiting again (the real moment)
+    cluster.replay("742", "requeue_node_down", "node_fail")
+    add(home, Job("slurm", "742", host="c", last_status="RUNNING", submitted="2026-12-01 19:36"))
     w, out = make_watcher(home)
     w.cycle(everything=True)
     assert [(e["from"], e["to"], e["terminal"], e["detail"]) for e in events(out)] == [
         ("RUNNING", "PENDING", False, "BeginTime")]
-    cluster.set("60", "COMPLETED", "0:0", "00:00:30")
-    cluster.forget("60.queue")
+    cluster.replay("742", "requeue_node_down", "rerunning")  # a new record, with a new Submit time
     w.cycle(everything=True)
-    assert [(e["to"], e["terminal"]) for e in events(out)][-1] == ("COMPLETED", True)
+    cluster.replay("742", "requeue_node_down", "end")
+    w.cycle(everything=True)
+    assert [(e["to"], e["terminal"]) for e in events(out)] == [("RUNNING", False), ("COMPLETED", True)]
 
 
 def test_of_two_jobs_with_one_id_the_one_registered_wins(home: Home, cluster: Cluster) -> None:

@@ -147,12 +147,13 @@ def test_fifty_jobs_cost_one_sacct_call_per_poll(slurm: Slurm, home: Home, jobdi
         argvs = [json.loads(line) for line in calls.read_text().splitlines()]
         remote = [argv[-1] for argv in argvs]  # what ran on the cluster: one argument, after the host
         assert all(argv[-2] == slurm.host for argv in argvs), argvs
-        sacct = [r for r in remote if "sacct" in r]
-        assert len(sacct) == 1, remote
-        assert sacct[0].startswith("sacct -j ")
-        assert sorted(sacct[0].split()[2].split(",")) == sorted(ids)
-        # the only other call allowed: one squeue for the ids sacct had no row for yet
-        assert [r.split()[0] for r in remote if r not in sacct] in ([], ["squeue"]), remote
+        # one call for all fifty: one sacct and one squeue for all the ids, and one scontrol for
+        # the log paths of the jobs first seen (no call per job)
+        assert len(remote) == 1, remote
+        assert [len(re.findall(rf"\b{name} ", remote[0])) for name in ("sacct", "squeue", "scontrol")] == [1, 1, 1]
+        asked = re.search(r"sacct -j (\S+) ", remote[0]).group(1)  # type: ignore[union-attr]
+        assert sorted(asked.split(",")) == sorted(ids)
+        assert sorted(re.search(r"squeue -h -j (\S+) ", remote[0]).group(1).split(",")) == sorted(ids)  # type: ignore[union-attr]
 
         jobs = home.jobs()
         assert len(jobs) == 50
