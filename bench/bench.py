@@ -171,16 +171,26 @@ def mass_end(n: int, hosts: int, latency: float, per_job: bool = False) -> dict[
             quiet = time.monotonic() - start
             calls(tmp)
             os.environ["BENCH_STATE"] = "COMPLETED"
+            logged_at: list[float] = []
+            append = log.append
+
+            def timed(events):  # type: ignore[no-untyped-def]
+                out = append(events)
+                logged_at.append(time.monotonic())
+                return out
+
+            log.append = timed  # type: ignore[method-assign]
             start = time.monotonic()
             watcher.cycle(everything=True)
             wall = time.monotonic() - start
+            printed = logged_at[0] - start  # a follower prints what the log holds
             ended = sum(1 for e in log.since(0) if e.kind == "state" and e.terminal)
             used = calls(tmp)
         finally:
             os.environ.clear()
             os.environ.update(old)
     assert ended == n, f"{ended} of {n} ends logged"
-    return {"wall": wall, "calls": used, "quiet": quiet}
+    return {"wall": wall, "calls": used, "quiet": quiet, "printed": printed}
 
 
 # ---------------------------------------------------------------- 2. real sshd
@@ -368,15 +378,17 @@ def main() -> int:
         print(out[-1], file=sys.stderr)
 
     out += ["", "### 6. Mass completion: every job ends in one poll", f"Fake ssh latency {args.latency * 1000:.0f} ms. "
-            "The poll's wall time: the check, on_complete for every job, the end events logged; "
-            "a quiet poll (the same check, nothing ends) is one round trip as jobmon sees it.", "",
-            "| jobs | hosts | commands, batched | wall, batched | batched / a quiet poll | commands, one per job "
-            "| wall, one per job | one per job / batched |", "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "Ends logged: from the poll's start to its end events in the session's log (what followers "
+            "print); a quiet poll (the same check, nothing ends) is one round trip as jobmon sees it. "
+            "The whole poll also moves the jobs to history.", "",
+            "| jobs | hosts | commands, batched | ends logged, batched | logged / a quiet poll | whole poll, batched "
+            "| commands, one per job | whole poll, one per job | one per job / batched |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, h in [(50, 1)] if args.quick else [(50, 1), (500, 1), (500, 10)]:
         b = mass_end(n, h, args.latency)
         p = mass_end(n, h, args.latency, per_job=True)
-        out.append(f"| {n} | {h} | {b['calls']} | {b['wall']:.2f} s | {b['wall'] / b['quiet']:.2f} "
-                   f"| {p['calls']} | {p['wall']:.1f} s | {p['wall'] / b['wall']:.0f}× |")
+        out.append(f"| {n} | {h} | {b['calls']} | {b['printed']:.2f} s | {b['printed'] / b['quiet']:.2f} "
+                   f"| {b['wall']:.2f} s | {p['calls']} | {p['wall']:.1f} s | {p['wall'] / b['wall']:.0f}× |")
         print(out[-1], file=sys.stderr)
 
     out += ["", "### 2. A real ssh round trip (`ssh host true`) to sshd on 127.0.0.1", ""]

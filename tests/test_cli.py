@@ -12,7 +12,7 @@ from typing import Callable
 import pytest
 
 from jobmon import config
-from conftest import FAKE_SSH, FIXTURES, Cluster, FakeBin, Home, Ran, jobmon, slurm_check, ssh_words
+from conftest import FAKE_SSH, FIXTURES, Cluster, FakeBin, Home, Ran, jobmon, slurm_check
 
 
 def test_add_records_every_documented_field(home: Home, monkeypatch) -> None:
