@@ -150,7 +150,7 @@ def test_fifty_jobs_cost_one_sacct_call_per_poll(slurm: Slurm, home: Home, jobdi
         # one call for all fifty: one sacct and one squeue for all the ids, and one scontrol for
         # the log paths of the jobs first seen (no call per job)
         assert len(remote) == 1, remote
-        assert [len(re.findall(rf"\b{name} ", remote[0])) for name in ("sacct", "squeue", "scontrol")] == [1, 1, 1]
+        assert [remote[0].count(call) for call in ("sacct -j ", "squeue -h -j ", "scontrol -o show job")] == [1, 1, 1]
         asked = re.search(r"sacct -j (\S+) ", remote[0]).group(1)  # type: ignore[union-attr]
         assert sorted(asked.split(",")) == sorted(ids)
         assert sorted(re.search(r"squeue -h -j (\S+) ", remote[0]).group(1).split(",")) == sorted(ids)  # type: ignore[union-attr]
