@@ -60,7 +60,7 @@ FAKE_SQUEUE = """#!/usr/bin/env bash
 echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1
 """
 FAKE_SCONTROL = """#!/usr/bin/env bash
-for id in $(seq 1000 1999); do
+for id in $(seq 1000 1999) $(seq 5000 5099); do  # the ids parts 1, 3 and 6 register
   echo "JobId=$id JobName=bench JobState=RUNNING WorkDir=/tmp StdErr=/tmp/slurm-$id.out StdIn=/dev/null StdOut=/tmp/slurm-$id.out Power="
 done
 """
@@ -377,20 +377,6 @@ def main() -> int:
         out.append(f"| {n} | {h} | {r['our_calls']} | – | {r['ours']:.2f} s | – | {r['ours'] / args.latency:.2f} | – |")
         print(out[-1], file=sys.stderr)
 
-    out += ["", "### 6. Mass completion: every job ends in one poll", f"Fake ssh latency {args.latency * 1000:.0f} ms. "
-            "Ends logged: from the poll's start to its end events in the session's log (what followers "
-            "print); a quiet poll (the same check, nothing ends) is one round trip as jobmon sees it. "
-            "The whole poll also moves the jobs to history.", "",
-            "| jobs | hosts | commands, batched | ends logged, batched | logged / a quiet poll | whole poll, batched "
-            "| commands, one per job | whole poll, one per job | one per job / batched |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for n, h in [(50, 1)] if args.quick else [(50, 1), (500, 1), (500, 10)]:
-        b = mass_end(n, h, args.latency)
-        p = mass_end(n, h, args.latency, per_job=True)
-        out.append(f"| {n} | {h} | {b['calls']} | {b['printed']:.2f} s | {b['printed'] / b['quiet']:.2f} "
-                   f"| {b['wall']:.2f} s | {p['calls']} | {p['wall']:.1f} s | {p['wall'] / b['wall']:.0f}× |")
-        print(out[-1], file=sys.stderr)
-
     out += ["", "### 2. A real ssh round trip (`ssh host true`) to sshd on 127.0.0.1", ""]
     rows = []
     for user, what in ((args.plain_user, "a plain login (Debian's default shell files)"),
@@ -419,6 +405,20 @@ def main() -> int:
     out += ["", f"### 5. A follower (`jobmon-watch --for`): {f['n']:.0f} events appended by another process", "",
             "| logged → printed, p50 | p95 | max | CPU while idle |", "|---:|---:|---:|---:|",
             f"| {f['p50'] * 1000:.0f} ms | {f['p95'] * 1000:.0f} ms | {f['max'] * 1000:.0f} ms | {f['cpu']:.2f} % |"]
+    out += ["", "### 6. Mass completion: every job ends in one poll", f"Fake ssh latency {args.latency * 1000:.0f} ms. "
+            "Ends logged: from the poll's start to its end events in the session's log (what followers "
+            "print); a quiet poll (the same check, nothing ends) is one round trip as jobmon sees it. "
+            "The whole poll also moves the jobs to history.", "",
+            "| jobs | hosts | commands, batched | ends logged, batched | logged / a quiet poll | whole poll, batched "
+            "| commands, one per job | whole poll, one per job | one per job / batched |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, h in [(50, 1)] if args.quick else [(50, 1), (500, 1), (500, 10)]:
+        b = mass_end(n, h, args.latency)
+        p = mass_end(n, h, args.latency, per_job=True)
+        out.append(f"| {n} | {h} | {b['calls']} | {b['printed']:.2f} s | {b['printed'] / b['quiet']:.2f} "
+                   f"| {b['wall']:.2f} s | {p['calls']} | {p['wall']:.1f} s | {p['wall'] / b['wall']:.0f}× |")
+        print(out[-1], file=sys.stderr)
+
     text = "\n".join(out) + "\n"
     if args.write is None:
         print(text, end="")

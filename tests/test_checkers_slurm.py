@@ -337,3 +337,12 @@ def test_a_dependency_that_can_never_be_satisfied_is_said_once(home: Home, clust
     assert said[0] == ("state", "PENDING", "DependencyNeverSatisfied")
     assert said[1][:2] == ("event", "NEVER_STARTS") and said[1][2].startswith("pending with reason DependencyNeverSatisfied")
     assert len(said) == 2 and home.jobs()[0]["last_status"] == "PENDING"
+
+
+def test_a_job_the_controller_still_completes_ends_as_sacct_says(home: Home, cluster: Cluster) -> None:
+    cluster.set("65", "COMPLETED", "0:0", "00:00:09")
+    cluster.queue("65", "COMPLETING")  # the epilog still runs: the job itself has ended
+    add(home, Job("slurm", "65", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert [(e["from"], e["to"]) for e in events(out)] == [("RUNNING", "COMPLETED")]
