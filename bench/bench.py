@@ -18,6 +18,7 @@ docs/performance.md with a description of the machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, Iterator, NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 READING = "### Reading the figures"  # `--write` keeps a page's hand-written part from here on
@@ -86,7 +88,18 @@ def calls(tmp: Path) -> int:
 # ---------------------------------------------------------------- 1. per poll
 
 
-def per_poll(n: int, hosts: int, latency: float, baseline: bool = True) -> dict[str, float]:
+class Polled(NamedTuple):
+    tmp: Path
+    env: dict[str, str]
+    jobs: list[Any]
+    watcher: Any
+    log: Any
+
+
+@contextlib.contextmanager
+def polled(n: int, hosts: int, latency: float, config_file: str | None = None) -> Iterator[Polled]:
+    """A watcher over ``n`` registered slurm jobs on ``hosts`` hosts behind the fake ssh, with
+    the fake cluster's environment in force until the block ends."""
     from loguru import logger
 
     from jobmon import config
@@ -105,26 +118,31 @@ def per_poll(n: int, hosts: int, latency: float, baseline: bool = True) -> dict[
         old = dict(os.environ)
         os.environ.update(env)
         try:
-            watcher = Watcher(config.load(env={}), reg, EventLog(reg.events_path))
-            watcher.cycle(everything=True)  # first sighting: NEW -> RUNNING for every job
-            calls(tmp)
-            start = time.monotonic()
-            watcher.cycle(everything=True)  # a steady-state poll
-            ours = time.monotonic() - start
-            our_calls = calls(tmp)
+            log = EventLog(reg.events_path)
+            yield Polled(tmp, env, jobs, Watcher(config.load(config_file, env={}), reg, log), log)
         finally:
             os.environ.clear()
             os.environ.update(old)
+
+
+def per_poll(n: int, hosts: int, latency: float, baseline: bool = True) -> dict[str, float]:
+    with polled(n, hosts, latency) as p:
+        p.watcher.cycle(everything=True)  # first sighting: NEW -> RUNNING for every job
+        calls(p.tmp)
+        start = time.monotonic()
+        p.watcher.cycle(everything=True)  # a steady-state poll
+        ours = time.monotonic() - start
+        our_calls = calls(p.tmp)
         if not baseline:
             return {"ours": ours, "our_calls": our_calls}
         # The method jobmon replaces: one ssh per job, one after another.
         start = time.monotonic()
-        for job in jobs:
+        for job in p.jobs:
             subprocess.run(["ssh", "-o", "BatchMode=yes", job.host,
                             f"sacct -j {job.id} -X -n -P --format=JobID,State,ExitCode,Elapsed"],
-                           env=env, stdout=subprocess.DEVNULL, check=True)
+                           env=p.env, stdout=subprocess.DEVNULL, check=True)
         theirs = time.monotonic() - start
-        their_calls = calls(tmp)
+        their_calls = calls(p.tmp)
     return {"ours": ours, "theirs": theirs, "our_calls": our_calls, "their_calls": their_calls}
 
 
@@ -140,55 +158,34 @@ PER_JOB_ON_COMPLETE = """types:
 
 
 def mass_end(n: int, hosts: int, latency: float, per_job: bool = False) -> dict[str, float]:
-    """``n`` running jobs all end in one poll: the poll's wall time (check, on_complete, the end
-    events logged) and its commands, with on_complete batched per host (or one per job)."""
-    from loguru import logger
-
-    from jobmon import config
-    from jobmon.eventlog import EventLog
-    from jobmon.registry import Job, Registry
-    from jobmon.watch import Watcher
-
-    logger.remove()
+    """``n`` running jobs all end in one poll: the time until their end events are logged, the
+    poll's wall time and its commands, with on_complete batched per host (or one per job); and
+    a quiet poll of the same check, for scale."""
     with tempfile.TemporaryDirectory() as d:
-        tmp = Path(d)
-        env = fake_cluster(tmp, latency)
-        override = tmp / "per-job.yaml"
+        override = Path(d) / "per-job.yaml"
         override.write_text(PER_JOB_ON_COMPLETE)
-        jobs = [Job("slurm", str(1000 + i), host=f"cluster-{i % hosts}") for i in range(n)]
-        reg = Registry(tmp / "reg" / "active_jobs.json")
-        with reg.transaction() as entries:
-            entries.extend(jobs)
-        old = dict(os.environ)
-        os.environ.update(env)
-        try:
-            cfg = config.load(str(override) if per_job else None, env={})
-            log = EventLog(reg.events_path)
-            watcher = Watcher(cfg, reg, log)
-            watcher.cycle(everything=True)  # NEW -> RUNNING, log paths kept
+        with polled(n, hosts, latency, str(override) if per_job else None) as p:
+            p.watcher.cycle(everything=True)  # NEW -> RUNNING, log paths kept
             start = time.monotonic()
-            watcher.cycle(everything=True)  # one round trip of the check: nothing changes
+            p.watcher.cycle(everything=True)  # one round trip of the check: nothing changes
             quiet = time.monotonic() - start
-            calls(tmp)
+            calls(p.tmp)
             os.environ["BENCH_STATE"] = "COMPLETED"
             logged_at: list[float] = []
-            append = log.append
+            append = p.log.append
 
             def timed(events):  # type: ignore[no-untyped-def]
                 out = append(events)
                 logged_at.append(time.monotonic())
                 return out
 
-            log.append = timed  # type: ignore[method-assign]
+            p.log.append = timed
             start = time.monotonic()
-            watcher.cycle(everything=True)
+            p.watcher.cycle(everything=True)
             wall = time.monotonic() - start
             printed = logged_at[0] - start  # a follower prints what the log holds
-            ended = sum(1 for e in log.since(0) if e.kind == "state" and e.terminal)
-            used = calls(tmp)
-        finally:
-            os.environ.clear()
-            os.environ.update(old)
+            ended = sum(1 for e in p.log.since(0) if e.kind == "state" and e.terminal)
+            used = calls(p.tmp)
     assert ended == n, f"{ended} of {n} ends logged"
     return {"wall": wall, "calls": used, "quiet": quiet, "printed": printed}
 

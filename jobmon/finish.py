@@ -159,11 +159,6 @@ def split(output: str, marker: str) -> dict[str, str]:
     return {job_id: "".join(lines) for job_id, lines in parts.items()}
 
 
-def outcome(config: Config, job: Job, jtype: JobType, change: rules.Change, now: datetime) -> Outcome:
-    """One job's end (its action run alone)."""
-    return outcomes(config, [(job, jtype, change)], now)[0]
-
-
 def _outcome(e: Ending, said: Said | None, now: datetime) -> Outcome:
     """Say the job's end in one event, with the cause or the results its action found."""
     job, jtype, change, acting_type = e.job, e.jtype, e.change, e.acting_type

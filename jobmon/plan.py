@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Iterable, NamedTuple
 from jobmon import template
 from jobmon.config import Config, JobType, Probe, Settings
 from jobmon.jobtype import row_vars
+from jobmon.rows import NAMING
 from jobmon.registry import Job
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ def needs_capture(job: Job, jtype: JobType, probe: Probe) -> bool:
     if probe.capture is None:
         return False
     book = job.book
-    names = set(probe.capture.groupindex) - {"id", "raw", "of"}
+    names = set(probe.capture.groupindex) - set(NAMING)
     if not book.parts:
         return not any((book.captured or {}).get(n) for n in names)
     started = [s for s in book.parts.values() if jtype.category(s) in ("running", "success", "failure")]

@@ -18,6 +18,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
+NAMING = ("id", "raw", "of")  # groups that say which job a row is; any other group is data about it
 TOLERANCE = timedelta(minutes=10)  # a registration may come late, and clocks differ a little
 _RANGE = re.compile(r"^(?P<head>[^\[]*)\[(?P<body>[^\]]*)\](?P<tail>.*)$")
 MAX_EXPANDED = 100_000  # an array's pending record never stands for more parts than this

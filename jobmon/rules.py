@@ -420,7 +420,7 @@ def _progress(status: str, before: Mapping[str, str], parts: Mapping[str, Row], 
 def _capture(book: Book, lines: tuple[Mapping[str, str], ...], has_parts: bool) -> Book:
     """Keep what capture lines say (log paths) the first time: the controller forgets a job
     minutes after its end, and its paths are needed then. A job of parts keeps each part's."""
-    named = [{k: v for k, v in line.items() if v and k not in ("id", "raw", "of")} for line in lines]
+    named = [{k: v for k, v in line.items() if v and k not in owners.NAMING} for line in lines]
     captured = dict(book.captured or {})
     if len(lines) == 1 and not has_parts:
         for key, value in named[0].items():

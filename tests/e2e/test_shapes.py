@@ -541,35 +541,17 @@ def test_split_logs_the_cause_comes_from_the_error_file_and_both_are_named(slurm
 # ---------------------------------------------------------------- 8. the cause window
 
 
-OOM = """\
-#SBATCH --job-name=jobmon-e2e-oom
-# a CUDA OOM traceback (plain text, no torch), then 400 lines of NCCL teardown; exit 1
-echo "[rank0]: step 412/2000 loss=1.9932"
-cat >&2 <<'TB'
-[rank0]: Traceback (most recent call last):
-[rank0]:   File "/workspace/train.py", line 214, in <module>
-[rank0]:     main()
-[rank0]:   File "/workspace/model.py", line 88, in forward
-[rank0]:     attn = torch.matmul(q, k.transpose(-2, -1))
-[rank0]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 79.11 GiB of which 1.06 GiB is free.
-TB
-for i in $(seq 1 400); do
-    printf '[rank0]:[W] ProcessGroupNCCL.cpp:1168] destroying process group %d\\n' "$i" >&2
-done
-exit 1
-"""
-SIGKILL = """\
-#SBATCH --job-name=jobmon-e2e-sigkill
-echo "about to be SIGKILLed"
-kill -9 $$
-echo "not reached"
-"""
+# The jobs the fixtures were captured from (tests/fixtures/slurm/shapes/oom_window): a CUDA OOM
+# traceback then 400 lines of NCCL teardown, exit 1; a batch script that SIGKILLs itself.
+OOM_WINDOW = Path(__file__).resolve().parents[1] / "fixtures" / "slurm" / "shapes" / "oom_window"
 
 
 def test_a_cause_far_above_the_last_line_is_found_and_a_sigkill_is_named(slurm: Slurm, home: Home, jobdir: Path,
                                                                          watch) -> None:
-    oom = submit(slurm, script(jobdir / "oom.sh", OOM), "--output=%x-%j.out", "--chdir", str(jobdir))
-    kill = submit(slurm, script(jobdir / "sigkill.sh", SIGKILL), "--output=%x-%j.out", "--chdir", str(jobdir))
+    oom = submit(slurm, OOM_WINDOW / "oom.sh", "--job-name=jobmon-e2e-oom", "--output=%x-%j.out",
+                 "--chdir", str(jobdir))
+    kill = submit(slurm, OOM_WINDOW / "sigkill.sh", "--job-name=jobmon-e2e-sigkill", "--output=%x-%j.out",
+                  "--chdir", str(jobdir))
     add(home, slurm, oom, "--desc", "e2e: CUDA OOM")
     add(home, slurm, kill, "--desc", "e2e: SIGKILL")
     events = ended(watch(*home.args()))
