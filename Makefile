@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test venv bench stress clean
+.PHONY: run test venv bench stress orphans clean
 
 $(BIN)/jobmon: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ bench: venv
 
 stress: venv
 	$(BIN)/python bench/stress.py
+
+orphans: venv
+	$(BIN)/python bench/orphans.py --runs 30
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -9,8 +9,9 @@ import argparse
 import json
 import os
 import sys
-from datetime import datetime
 from typing import TYPE_CHECKING, Callable, Sequence
+
+from jobmon import clock
 
 if TYPE_CHECKING:
     from jobmon.config import Config
@@ -41,6 +42,8 @@ def _setup_logging(verbose: int) -> None:
 def _config(args: argparse.Namespace) -> "Config":
     from jobmon import config
 
+    _setup_logging(args.verbose)  # before the config is read: a skipped file is said in one line
+
     try:
         return config.load(args.config)
     except config.ConfigError as exc:
@@ -60,7 +63,19 @@ def _registry(args: argparse.Namespace) -> "Registry":
 def _printer(args: argparse.Namespace, config: "Config | None" = None):  # type: ignore[no-untyped-def]
     from jobmon.events import Printer
 
-    return Printer(as_json=args.json, max_line=config.settings.max_line if config else 400)
+    return Printer(as_json=args.json, max_line=config.settings.max_line if config else 400,
+                   stream=sys.stdout or _ClosedStdout())
+
+
+class _ClosedStdout:
+    """stdout when it was closed before jobmon started (``>&-``: Python makes it None): nobody
+    reads, as when a reader went away, so every write is a broken pipe."""
+
+    def write(self, _text: str) -> int:
+        raise BrokenPipeError("stdout is closed")
+
+    def flush(self) -> None:
+        pass
 
 
 def _match(job, args: argparse.Namespace) -> bool:  # type: ignore[no-untyped-def]
@@ -115,27 +130,31 @@ def _new_job(config: "Config", args: argparse.Namespace, type_name: str, job_id:
     if problem:
         raise Failure(problem, USAGE)
     return reg.Job(type=type_name, id=job_id, host=host, user=user,
-                   submitted=datetime.now().strftime("%Y-%m-%d %H:%M"), description=desc or "",
+                   submitted=clock.stamp(clock.now()), description=desc or "",
                    owner=reg.session(args.session, os.environ), fields={k: v for k, v in fields.items() if v})
 
 
 def _register(registry: "Registry", jobs: list, *, update_description: bool = False) -> None:  # type: ignore[type-arg]
-    """Add jobs under the lock; one already there stays (its description updated if asked)."""
+    """Add jobs under the lock; one already there stays (its description updated if asked).
+    Said once the registry is written: a full disk must not leave a "registered" behind."""
     from dataclasses import replace
 
     from jobmon.registry import Job
 
+    said = []
     with registry.transaction() as entries:
         index = {e.key: i for i, e in enumerate(entries) if isinstance(e, Job)}
         for job in jobs:
             if job.key in index:
                 if update_description:
                     entries[index[job.key]] = replace(entries[index[job.key]], description=job.description)
-                print(f"jobmon: {job.type} {job.label} is already registered", file=sys.stderr)
+                said.append(f"jobmon: {job.type} {job.label} is already registered")
             else:
                 entries.append(job)
                 index[job.key] = len(entries) - 1
-                print(f"registered {job.type} {job.label} in {registry.path}", file=sys.stderr)
+                said.append(f"registered {job.type} {job.label} in {registry.path}")
+    for line in said:
+        print(line, file=sys.stderr)
 
 
 def _pairs(items: Sequence[str] | None) -> list[tuple[str, str]]:
@@ -182,20 +201,21 @@ def _poller_runs(pid: int) -> str:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    from jobmon.events import json_line, one_line
     from jobmon.registry import Invalid
 
     registry = _registry(args)
     entries = registry.read()
     if args.json:
         for e in entries:
-            print(json.dumps(e.data if isinstance(e, Invalid) else e.to_dict(), ensure_ascii=False))
+            print(json_line(e.data if isinstance(e, Invalid) else e.to_dict()))
         return OK
     for e in entries:
         if isinstance(e, Invalid):
-            print(f"?  {e.reason}")
+            print(one_line(f"?  {e.reason}"))
         else:
             desc = f' "{e.description}"' if e.description else ""
-            print(f"{e.type:<10} {e.label:<28} {e.last_status or 'NEW':<12} {e.submitted}{desc}")
+            print(one_line(f"{e.type:<10} {e.label:<28} {e.last_status or 'NEW':<12} {clock.shown_stored(e.submitted)}{desc}"))
     if not entries:
         print(f"no jobs in {registry.path}", file=sys.stderr)
     return OK
@@ -204,8 +224,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    import contextlib
+
     from jobmon import report
-    from jobmon.events import Event
+    from jobmon.events import Event, OutputClosed
     from jobmon.registry import Job
 
     registry = _registry(args)
@@ -214,20 +236,52 @@ def cmd_status(args: argparse.Namespace) -> int:
     if entries:
         config = _config(args)
     printer = _printer(args, config)
+    stopped = False
     if any(isinstance(e, Job) for e in entries):
         watcher = _watcher(args, config, registry)
-        watcher.echo = lambda events: [printer.emit(e) for e in events]  # type: ignore[func-returns-value]
-        watcher.cycle(everything=True)
+
+        def show(events: list[Event]) -> None:  # stdout gone: the cycle still ends its jobs (history)
+            with contextlib.suppress(OutputClosed):
+                for event in events:
+                    printer.emit(event)
+
+        watcher.echo = show
+        restore = _stop_on_signals(watcher.stop.set)
+        try:
+            watcher.cycle(everything=True)
+        finally:
+            restore()
+        stopped = watcher.stop.is_set()
         entries = registry.read()
     summary = report.session(config, entries, registry.history())
     printer.emit(Event(kind="summary", detail=summary.text(), counts=summary.counts))
-    return OK
+    return 130 if stopped else OK  # stopped: not every job was checked
+
+
+def _stop_on_signals(*stops: Callable[[], None]) -> Callable[[], None]:
+    """SIGTERM, Ctrl-C and SIGHUP (the terminal closed) all stop: ``stops`` are called, then every
+    running check's process group is killed, so no hung check holds the process up. Returns what
+    puts the earlier handlers back (``cli.main`` may run inside another program)."""
+    import signal
+
+    from jobmon import run
+
+    def stop(signum: int, _frame: object) -> None:
+        for fn in stops:
+            fn()
+        run.kill_all()
+
+    earlier = {signum: signal.signal(signum, stop) for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+
+    def restore() -> None:
+        for signum, handler in earlier.items():
+            signal.signal(signum, handler)
+    return restore
 
 
 def _watcher(args: argparse.Namespace, config: "Config", registry: "Registry"):  # type: ignore[no-untyped-def]
     from jobmon.watch import Watcher
 
-    _setup_logging(args.verbose)
     return Watcher(config, registry, _log(registry), interval=getattr(args, "interval", None))
 
 
@@ -246,12 +300,22 @@ def _cursor(args: argparse.Namespace, registry: "Registry"):  # type: ignore[no-
         raise Failure(str(exc), USAGE) from None
 
 
+def _durations(args: argparse.Namespace) -> None:
+    """Seconds given on the command line: finite and greater than 0 (``--interval nan`` would
+    poll once and then never again)."""
+    import math
+
+    interval = getattr(args, "interval", None)
+    if interval is not None and not (math.isfinite(interval) and interval > 0):
+        raise Failure(f"--interval {interval}: must be a number of seconds greater than 0", USAGE)
+
+
 def parse_duration(text: str) -> float:
     """``90s``, ``25m``, ``1h`` (or plain seconds) -> seconds."""
     import re
 
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
-    if not match or float(match.group(1)) <= 0:
+    if not match or not 0 < float(match.group(1)) < 1e9:  # 400 digits read as inf
         raise Failure(f"--for {text!r}: expected a duration such as 90s, 25m or 1h", USAGE)
     return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
@@ -259,7 +323,6 @@ def parse_duration(text: str) -> float:
 def cmd_watch(args: argparse.Namespace) -> int:
     import contextlib
     import shlex
-    import signal
     import threading
     import time
 
@@ -267,11 +330,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
     from jobmon.events import Event, OutputClosed
 
     registry = _registry(args)
-    if args.interval is not None and args.interval <= 0:
-        raise Failure("--interval: must be greater than 0", USAGE)
     deadline = None if args.for_ is None else time.monotonic() + parse_duration(args.for_)
     config = _config(args)
-    _setup_logging(args.verbose)
     if args.detach:
         pid = _detached(args, config, registry)
         print(pid if pid is not None else "no jobs to watch")
@@ -291,19 +351,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
                                rearm=shlex.join([*prog, *args.argv_tail]),
                                poller_here=lambda: any(t.is_alive() for t in polls))
 
-    def stop(signum: int, _frame: object) -> None:
-        follow.stop.set()
-        watcher.stop.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    if args.once:
-        return _once(registry, watcher, follow)
-    if not cursor.claim():  # said on stdout: it is the only line this watch will give
-        printer.emit(Event(kind="error", detail=f"jobmon-watch: reader {cursor.name}: another watch serves it and "
-                                                "did not let go; give this one --reader NAME"))
-        return FAILED
-    try:
+    _stop_on_signals(follow.stop.set, watcher.stop.set)
+    try:  # from here on, every end of the watch is a line on stdout too
+        if args.once:
+            return _once(registry, watcher, follow)
+        if not cursor.claim():  # said on stdout: it is the only line this watch will give
+            printer.emit(Event(kind="error", detail=f"jobmon-watch: reader {cursor.name}: another watch serves it "
+                                                    "and did not let go; give this one --reader NAME"))
+            return FAILED
         follow.run(deadline)
         return OK
     except OutputClosed:
@@ -318,7 +373,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
         with contextlib.suppress(Exception):  # what the poller logged first (its own fatal line)
             follow.catch_up()
         printer.emit(Event(kind="error", detail=f"jobmon-watch: fatal: {message}"))
-        return REGISTRY if type(exc).__name__ == "RegistryError" else FAILED
+        from jobmon.files import FileError
+
+        return REGISTRY if isinstance(exc, FileError) else FAILED
     finally:
         cursor.release()
         watcher.stop.set()
@@ -345,6 +402,8 @@ def _once(registry: "Registry", watcher, follow) -> int:  # type: ignore[no-unty
 
 def _quiet_stdout() -> None:
     """Point stdout at /dev/null so the interpreter's last flush cannot fail on a closed pipe."""
+    if sys.stdout is None:  # closed from the start: nothing to flush, and fd 1 may be another file now
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
@@ -352,8 +411,6 @@ def _quiet_stdout() -> None:
 
 def cmd_poll(args: argparse.Namespace) -> int:
     """The poller alone, in the foreground, printing nothing: what ``watch --detach`` starts."""
-    import signal
-
     from jobmon import poller
     from jobmon.registry import WatchLock
 
@@ -369,11 +426,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
             print(_poller_runs(holder), file=sys.stderr)
             return OK
 
-    def stop(signum: int, _frame: object) -> None:
-        watcher.stop.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    _stop_on_signals(watcher.stop.set)
     return OK if poller.serve(watcher, lock) else FAILED
 
 
@@ -384,7 +437,6 @@ def cmd_events(args: argparse.Namespace) -> int:
 
     registry = _registry(args)
     config = _config(args)
-    _setup_logging(args.verbose)
     printer = _printer(args, config)
     log = _log(registry)
     cursor = _cursor(args, registry)
@@ -409,10 +461,12 @@ def cmd_remove(args: argparse.Namespace) -> int:
         for e in entries:
             (removed if isinstance(e, Job) and _match(e, args) else keep).append(e)
         entries[:] = keep
+        now = clock.stamp(clock.now())
+        # History first, under the lock: if it cannot be written (a full disk), the registry is
+        # not either, and the job stays registered instead of being lost from both.
+        registry.append_history([{**j.to_dict(), "removed": now} for j in removed])
     if not removed:
         raise Failure(f"no job {args.id} in {registry.path}", FAILED)
-    now = datetime.now().isoformat(timespec="seconds")
-    registry.append_history([{**j.to_dict(), "removed": now} for j in removed])
     for job in removed:
         print(f"removed {job.type} {job.label}", file=sys.stderr)
     return OK
@@ -461,16 +515,19 @@ def cmd_render(args: argparse.Namespace) -> int:
         if problem:
             raise Failure(problem, USAGE)
     for group in plan.plan(jobs, config):
+        try:
+            command = plan.command(group)
+        except plan.Refused as exc:  # a registered job another agent wrote
+            raise Failure(str(exc), USAGE) from None
         if group.jtype.check.read is not None:
             print(f"# {group.jtype.name} reads this file from where its last check stopped; it runs no command")
-            print(plan.command(group))
-            continue
-        print(plan.command(group))
+        print(command)
     return OK
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
-    from jobmon import discover
+    from jobmon import discover, plan
+    from jobmon.events import one_line
     from jobmon.registry import Job
 
     config = _config(args)
@@ -479,11 +536,17 @@ def cmd_discover(args: argparse.Namespace) -> int:
             from jobmon.config import _unknown_type
 
             raise Failure(f"--type: {_unknown_type(name, config.types)}", USAGE)
+    for host in args.host or []:  # what the command line names is refused as a usage error
+        for name in args.type or list(config.types):
+            try:
+                plan.vetted(config.resolve(name, host)[0], {"host": host})
+            except plan.Refused as exc:
+                raise Failure(f"--host: {exc}", USAGE) from None
     registry = _registry(args)
     jobs = [e for e in registry.read() if isinstance(e, Job)]
     found, problems = discover.discover(config, jobs, types=args.type or [], hosts=args.host or [], user=args.user)
     for p in problems:
-        print(f"jobmon: discover {p.type}{' on ' + p.host if p.host else ''}: {p.why}", file=sys.stderr)
+        print(one_line(f"jobmon: discover {p.type}{' on ' + p.host if p.host else ''}: {p.why}"), file=sys.stderr)
     for c in found:
         if args.json:
             print(json.dumps({"type": c.type, "id": c.id, "host": c.host, "state": c.state,
@@ -491,7 +554,7 @@ def cmd_discover(args: argparse.Namespace) -> int:
         else:
             who = f"{c.id}@{c.host}" if c.host else c.id
             desc = f' "{c.description}"' if c.description else ""
-            print(f"{'registered' if c.registered else 'new':<10} {c.type:<9} {who:<28} {c.state:<10}{desc}")
+            print(one_line(f"{'registered' if c.registered else 'new':<10} {c.type:<9} {who:<28} {c.state:<10}{desc}"))
     if args.add is None:
         return FAILED if problems else OK
     new: list[Job] = []
@@ -621,20 +684,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _say(error: str) -> None:
+    """An error's one line on stderr, through the sanitizer: it may quote a value from a registry."""
+    from jobmon.events import one_line
+
+    print(f"jobmon: {one_line(error)}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    from jobmon.registry import RegistryError
+    from jobmon.events import OutputClosed
+    from jobmon.files import FileError
 
     raw = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(raw)
     args.argv_tail = raw[1:]  # the command's own words, for a rearm line that repeats them
     try:
+        _durations(args)
         return args.func(args)
     except Failure as exc:
-        print(f"jobmon: {exc}", file=sys.stderr)
+        _say(str(exc))
         return exc.code
-    except RegistryError as exc:  # never overwritten: the user has to look at it
-        print(f"jobmon: {exc}", file=sys.stderr)
+    except FileError as exc:  # the registry (never overwritten) or another of the session's files
+        _say(str(exc))
         return REGISTRY
+    except OSError as exc:  # any other write that failed: one line naming the file, no traceback
+        from jobmon.files import reason
+
+        _say(f"{exc.filename + ': ' if exc.filename else ''}{reason(exc)}")
+        return FAILED
+    except OutputClosed:  # stdout's reader went away, or it was closed from the start: nobody to tell
+        _quiet_stdout()
+        return OK
     except KeyboardInterrupt:
         return 130
 

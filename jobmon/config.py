@@ -3,7 +3,8 @@
 Layers, later wins: packaged defaults -> $XDG_CONFIG_HOME/jobmon -> ./monitor.yaml ->
 $JOBMON_CONFIG -> --config. A layer is a ``monitor.yaml`` (settings, types, clusters) and, for a
 folder, its ``checkers.d/*.yaml`` (one or more job types each). Every error is one line:
-``file: key.path: what is wrong``.
+``file: key.path: what is wrong``. A ./monitor.yaml or $JOBMON_CONFIG that someone else could
+have written is skipped, with one line saying why (trust.py): a config declares commands.
 """
 from __future__ import annotations
 
@@ -112,14 +113,37 @@ def load(cli_config: str | None = None, env: Mapping[str, str] | None = None) ->
     env = os.environ if env is None else env
     layers = layer_paths(cli_config, env)
     explicit = set(layers[3:])
+    # Found, not named: ./monitor.yaml and $JOBMON_CONFIG are loaded only if no one else could
+    # have written them (trust.py); --config, the XDG config and the packaged one are yours.
+    found = {layers[2], *layers[3:3 + bool(env.get("JOBMON_CONFIG"))]} - ({Path(cli_config)} if cli_config else set())
     seen: set[Path] = set()
     files: list[Path] = []
+    said: dict[Path, bool] = {}
     for layer in layers:
+        if layer in found and _skipped(layer, said):
+            continue
         for path in files_of(layer, explicit=layer in explicit):
-            if path.resolve() not in seen:
-                seen.add(path.resolve())
-                files.append(path)
+            if path.resolve() in seen:
+                continue
+            if layer in found and any(_skipped(p, said) for p in (path.parent, path) if p != layer):
+                continue
+            seen.add(path.resolve())
+            files.append(path)
     return from_files(files)
+
+
+def _skipped(path: Path, said: dict[Path, bool]) -> bool:
+    """Refused by trust.py: said on stderr once per file or folder (``said`` remembers)."""
+    from loguru import logger
+
+    from jobmon import trust
+
+    if path not in said:
+        why = trust.refusal(path)
+        if why is not None:
+            logger.warning("{}: skipped: {}", path, why)
+        said[path] = why is not None
+    return said[path]
 
 
 def from_files(files: Iterable[Path]) -> Config:
@@ -226,6 +250,7 @@ def _build(raw: dict[str, Any], origins: dict, files: tuple[str, ...]) -> Config
     for name, jtype in types.items():
         if jtype.delegate is not None and jtype.delegate.type not in types:
             raise Where(origins, ("types", name)).error(("delegate", "type"), _unknown_type(jtype.delegate.type, types))
+    _no_delegate_cycle(types, Where(origins, ()))
     clusters = []
     for cname, body in raw["clusters"].items():
         where = Where(origins, ("clusters", cname))
@@ -239,7 +264,22 @@ def _build(raw: dict[str, Any], origins: dict, files: tuple[str, ...]) -> Config
     for cluster in clusters:  # validate every override once, now, not at first use
         for tname in types:
             config._cache[(tname, (cluster.name,))] = _build_for_clusters(raw, origins, tname, (cluster.name,))
+        _no_delegate_cycle({t: config._cache[(t, (cluster.name,))][0] for t in types},
+                           Where(origins, ("clusters", cluster.name)))
     return config
+
+
+def _no_delegate_cycle(types: Mapping[str, JobType], where: Where) -> None:
+    """A type that delegates, directly or not, to itself would ask itself forever (``confirm``
+    asks the other type, whose ``confirm`` asks back)."""
+    for start in types:
+        path = [start]
+        while (d := types[path[-1]].delegate) is not None and d.type in types:
+            if d.type in path:  # blamed on the delegate that closes the loop, said from there
+                loop = [path[-1], *path[path.index(d.type):]]
+                raise where.error(("types", path[-1], "delegate", "type"),
+                                  f"delegates in a cycle: {' -> '.join(loop)}")
+            path.append(d.type)
 
 
 def _near(name: str, names: Iterable[str]) -> str | None:

@@ -63,7 +63,15 @@ def discover(config: Config, jobs: list[Job], *, types: list[str], hosts: list[s
             jtype, settings = config.resolve(name, host)
             assert jtype.discover is not None
             values = {**plan.common_values(settings, jtype), "user": user, "host": host}
-            result = run.run(template.render(jtype.discover.command, values), jtype.timeout)
+            try:
+                # --user may list several (squeue -u a,b): each is a user to the seam
+                for one in user.split(","):
+                    plan.vetted(jtype, {"host": host, "user": one})
+                command = template.render(jtype.discover.command, values)
+            except plan.Refused as exc:  # a host from the registry, or one discovery listed
+                problems.append(Problem(name, host, str(exc)))
+                continue
+            result = run.run(command, jtype.timeout)
             if not result.ok:
                 problems.append(Problem(name, host, result.why()))
                 continue

@@ -11,6 +11,7 @@ the log, and rotation (past ``limit`` bytes the file becomes ``events.jsonl.1``)
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -22,7 +23,7 @@ from typing import Iterator, NamedTuple, Sequence
 from loguru import logger
 
 from jobmon.events import Event
-from jobmon.files import atomic_write
+from jobmon.files import FileError, append, atomic_write, open_file, private_dir, read_bytes
 
 LIMIT = 4 << 20  # bytes before the log rotates: ~14,000 events; the file before it is kept
 TAIL = 64 << 10  # bytes read from the end of the log to find its last seq
@@ -50,8 +51,8 @@ class EventLog:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        private_dir(self.path.parent)
+        fd = open_file(self.lock_path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -71,15 +72,7 @@ class EventLog:
                 os.replace(self.path, self.old)
             numbered = [replace(e, seq=last + i + 1) for i, e in enumerate(events)]
             data = "".join(json.dumps(e.to_json(), ensure_ascii=False) + "\n" for e in numbered)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            try:
-                size = os.fstat(fd).st_size
-                if size and _last_byte(self.path, size) != b"\n":
-                    data = "\n" + data  # a torn last line must not swallow the next event
-                os.write(fd, data.encode("utf-8"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            append(self.path, data.encode("utf-8"))  # all of one cycle's events or none
         self.appended.set()
         return numbered
 
@@ -89,9 +82,11 @@ class EventLog:
             size = _size(path)
             if not size:
                 continue
-            with open(path, "rb") as f:
-                f.seek(max(size - TAIL, 0))
-                lines = f.read().splitlines()
+            fd = open_file(path, os.O_RDONLY)
+            try:
+                lines = os.pread(fd, TAIL, max(size - TAIL, 0)).splitlines()
+            finally:
+                os.close(fd)
             for line in reversed(lines):
                 seq = _seq(line)
                 if seq:
@@ -112,7 +107,7 @@ class EventLog:
         are read; a rotated file (another inode) is read again from the start of both files.
         """
         try:
-            st = os.stat(self.path)
+            st = os.lstat(self.path)  # a link is refused below, when it is opened
         except FileNotFoundError:
             return [], None
         if where is not None and where.inode == st.st_ino:
@@ -125,13 +120,15 @@ class EventLog:
         end = where.offset if where is not None and where.inode == st.st_ino else 0
         for path, start in chunks:
             try:
-                with open(path, "rb") as f:
+                with open(open_file(path, os.O_RDONLY), "rb") as f:
                     if os.fstat(f.fileno()).st_ino != st.st_ino and path == self.path:
                         return self.read_from(seq, None)  # rotated under us: read both again
                     f.seek(start)
                     data = f.read()
-            except FileNotFoundError:
-                continue
+            except FileError as exc:
+                if exc.errno == errno.ENOENT:  # no older file yet
+                    continue
+                raise
             complete = data[: data.rfind(b"\n") + 1]  # a line still being written waits
             if path == self.path:
                 end = start + len(complete)
@@ -147,7 +144,7 @@ def _event(line: bytes, path: Path) -> Event | None:
         return None
     try:
         return Event.from_json(json.loads(line))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: "[" * 100000
         logger.warning("{}: a line that is not an event, skipped: {}", path, exc)
         return None
 
@@ -155,22 +152,16 @@ def _event(line: bytes, path: Path) -> Event | None:
 def _seq(line: bytes) -> int:
     try:
         value = json.loads(line).get("seq", 0)
-    except (ValueError, AttributeError, UnicodeDecodeError):
+    except (ValueError, AttributeError, UnicodeDecodeError, RecursionError):
         return 0
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _size(path: Path) -> int:
     try:
-        return os.stat(path).st_size
+        return os.lstat(path).st_size
     except FileNotFoundError:
         return 0
-
-
-def _last_byte(path: Path, size: int) -> bytes:
-    with open(path, "rb") as f:
-        f.seek(size - 1)
-        return f.read(1)
 
 
 # ---------------------------------------------------------------- readers
@@ -197,16 +188,13 @@ class Cursor:
         self._lock_fd: int | None = None
 
     def get(self) -> int:
-        try:
-            text = self.path.read_text().strip()
-        except FileNotFoundError:
-            return 0
+        text = (read_bytes(self.path) or b"").decode("ascii", "replace").strip()
         return int(text) if text.isdigit() else 0
 
     def set(self, seq: int) -> None:
         """A watch killed at any moment leaves the old or the new value, never half of one. Not
         synced to disk: this runs once per printed line."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)
         atomic_write(self.path, f"{seq}\n".encode(), mode=0o600, sync=False)
 
     # ------------------------------------------------------------ one follower per reader
@@ -216,8 +204,9 @@ class Cursor:
         ``ask``) and wait for it (``wait`` seconds at most). False if it did not let go."""
         import time
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        private_dir(self.path.parent.parent)  # the session folder, made by this reader's first watch
+        private_dir(self.path.parent)
+        fd = open_file(self.lock_path, os.O_RDWR | os.O_CREAT)
         deadline = time.monotonic() + wait
         asked = False
         while True:
@@ -226,7 +215,7 @@ class Cursor:
                 break
             except BlockingIOError:
                 if ask and not asked:
-                    self.stop_path.touch()
+                    os.close(open_file(self.stop_path, os.O_WRONLY | os.O_CREAT))
                     asked = True
                 if time.monotonic() > deadline:
                     os.close(fd)

@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Callable, Mapping, NamedTuple
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+from jobmon import clock
+
+# Line breaks and tabs fold into one space (a log's traceback reads on one line); every other C0 or
+# C1 control and the bidi overrides and isolates are shown escaped, so a job name can neither
+# drive the terminal (ESC, BEL) nor make "DELIAF" display as "FAILED" (U+202E).
+_LAYOUT = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85\u2028\u2029]+")
+_UNSAFE = re.compile(r"[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u202a-\u202e\u2066-\u2069]")
 JOBS_DETAIL = 160  # a digest's or host line's detail, shortened to leave room for the jobs it names
 _STEP = re.compile(r"\[[^\]]*\](?=@\d+$|$)|@\d+$")
 
@@ -50,13 +56,13 @@ class Event:
     detail: str = ""
     replayed: bool = False
     counts: Mapping[str, int] | None = None
-    time: datetime = field(default_factory=datetime.now)
+    time: datetime = field(default_factory=clock.now)  # aware; naive (a test's, an old log's) is local
     jobs: tuple[JobRef, ...] = ()  # a digest's jobs, or the jobs behind a host's UNREACHABLE
     seq: int = 0  # its place in the session's event log (0: not logged)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "time": self.time.isoformat(timespec="seconds"),
+            "time": clock.stamp(self.time),
             "kind": self.kind, "type": self.type, "id": self.id, "host": self.host,
             "description": self.description, "from": self.before, "to": self.after,
             "terminal": self.terminal, "outcome": self.outcome, "detail": self.detail,
@@ -83,9 +89,17 @@ class Event:
                        before=data.get("from"), after=data.get("to"), terminal=bool(data.get("terminal")),
                        outcome=data.get("outcome"), detail=str(data.get("detail", "")),
                        replayed=bool(data.get("replayed")), counts=dict(counts) if isinstance(counts, dict) else None,
-                       time=datetime.fromisoformat(str(data["time"])), jobs=jobs, seq=int(data.get("seq", 0)))
+                       time=_time(data["time"]), jobs=jobs, seq=int(data.get("seq", 0)))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not an event: {exc}") from None
+
+
+def _time(text: Any) -> datetime:
+    """An event's time as the log keeps it: UTC with its offset, or naive local in older logs."""
+    when = clock.parse(str(text))
+    if when is None:
+        raise ValueError(f"time {str(text)[:40]!r}")
+    return when
 
 
 def display_name(name: str) -> str:
@@ -94,27 +108,38 @@ def display_name(name: str) -> str:
 
 
 def one_line(text: str) -> str:
-    return _CONTROL.sub(" ", text).strip()
+    """The one sanitizer of what a person reads (events, ``list``, ``discover``, errors): one line,
+    every control and bidi override shown escaped (``\\x1b``, ``\\u202e``)."""
+    return _UNSAFE.sub(_escaped, _LAYOUT.sub(" ", text)).strip()
 
 
-def clip(text: str, limit: int) -> str:
-    text = one_line(text)
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _exact(text: str) -> str:
+    return text
+
+
+def clip(text: str, limit: int, shown: Callable[[str], str] = one_line) -> str:
+    text = shown(text)
     return text if len(text) <= limit else text[: max(limit - 1, 0)] + "…"
 
 
-def clip_middle(text: str, limit: int) -> str:
+def clip_middle(text: str, limit: int, shown: Callable[[str], str] = one_line) -> str:
     """Shorten from the middle: a detail's start (the cause) and end ("(log: /path)") both stay."""
-    text = one_line(text)
+    text = shown(text)
     if len(text) <= limit:
         return text
     if limit < 20:
-        return clip(text, limit)
+        return clip(text, limit, shown)
     tail = min(len(text) // 3, limit // 2)
     return text[: limit - tail - 1] + "…" + text[len(text) - tail:]
 
 
 def format_text(event: Event, max_line: int = 400) -> str:
-    stamp = event.time.strftime("%H:%M:%S")
+    stamp = clock.shown(event.time)
     if event.kind == "changes":
         return _fit(len(event.jobs), lambda n: f"{stamp} {event.detail}: {_named(event.jobs, n)}", max_line)
     if event.kind in ("summary", "error", "rearm"):
@@ -127,9 +152,9 @@ def format_text(event: Event, max_line: int = 400) -> str:
     if event.description:
         head += f' "{clip(event.description, 60)}"'
     if event.kind == "state":
-        body = f"{event.before or 'NEW'} -> {event.after}"
+        body = one_line(f"{event.before or 'NEW'} -> {event.after}")
     else:
-        body = display_name(event.after or "")
+        body = one_line(display_name(event.after or ""))
     tail = " [replayed after a restart]" if event.replayed else ""
     line = f"{head}: {body}"
     if event.detail:
@@ -161,12 +186,9 @@ def _fit(total: int, build: Callable[[int], str], max_line: int) -> str:
 
 
 def format_json(event: Event, max_line: int = 400) -> str:
-    data = event.to_json()
-    for key in ("description", "detail", "id", "host"):
-        if isinstance(data[key], str):
-            data[key] = one_line(data[key])
+    data = event.to_json()  # exact values: JSON escapes what a terminal must not see (_dumps)
     if event.jobs:  # as many of the jobs as the line allows, and how many more there are
-        data["detail"] = clip_middle(data["detail"], JOBS_DETAIL)
+        data["detail"] = clip_middle(data["detail"], JOBS_DETAIL, _exact)
         data["jobs"] = [j.to_json() for j in event.jobs]
         if len(_dumps(data)) > max_line:
             data.pop("counts", None)  # named jobs say more than counts of moves
@@ -186,7 +208,7 @@ def format_json(event: Event, max_line: int = 400) -> str:
         del data["counts"]
         line = _dumps(data)
     if len(line) > max_line:
-        data["description"] = clip(data["description"], 80)
+        data["description"] = clip(data["description"], 80, _exact)
         line = _dumps(data)
     for key in ("detail", "description", "id", "host"):
         if len(line) <= max_line:
@@ -194,14 +216,24 @@ def format_json(event: Event, max_line: int = 400) -> str:
         excess = len(line) - max_line
         value = data[key]
         cut = clip_middle if key == "detail" else clip
-        data[key] = cut(value, max(len(value) - excess - 8, 0))
+        data[key] = cut(value, max(len(value) - excess - 8, 0), _exact)
         line = _dumps(data)
     return line
 
 
-def _dumps(data: Mapping[str, Any]) -> str:
-    """Compact: every character of a 400-character line goes to what it says."""
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+def json_line(data: Any) -> str:
+    """One JSON value on one line, as ``--json`` prints it (see ``_dumps``)."""
+    return _dumps(data)
+
+
+def _dumps(data: Any) -> str:
+    """Compact: every character of a 400-character line goes to what it says. JSON escapes C0
+    controls itself; C1 controls, the bidi overrides and line separators get ``\\uXXXX`` too: the
+    same string to a parser, nothing a terminal acts on."""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+
+
+_JSON_UNSAFE = re.compile(r"[\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 
 class Printer:

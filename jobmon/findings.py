@@ -228,5 +228,5 @@ def _yaml_docs(text: str) -> list[Any]:
 
     try:
         return [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # an action's output is not trusted
         return []

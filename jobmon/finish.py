@@ -5,17 +5,20 @@ over the job's values and the check's named groups.
 """
 from __future__ import annotations
 
+import os
 import secrets
+import socket
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any, Mapping, NamedTuple
 
 from loguru import logger
 
-from jobmon import findings, parallel, plan, rules, run, template
+from jobmon import clock, findings, parallel, plan, rules, run
 from jobmon.config import Config, JobType
 from jobmon.jobtype import Action
 from jobmon.events import Event, clip, one_line
 from jobmon.registry import Job
+from jobmon.schema import describe
 
 ACTION_TAIL = 4096  # characters of an action's output kept in history
 CAUSE_LIMIT = 200  # characters of a failure's cause in its event
@@ -128,12 +131,12 @@ def _act(config: Config, unit: list[Ending], indexes: list[int]) -> dict[int, Sa
     which = "on_complete" if first.change.outcome == "success" else "on_failure"
     try:
         if not first.action.batch:
-            command = template.render(first.action.template, {**first.values, **common})
+            command = plan.render(first.acting_type, first.action.template, {**first.values, **common})
             result = run.run(command, first.acting_type.action_timeout)
             why = "" if result.ok else f"{which} failed: {result.why()}"
             return {indexes[0]: Said(result.ok, result.stdout, result.stderr, why)}
         marker = f"jobmon-{secrets.token_hex(8)}"  # a log cannot print it, so cannot forge a job's part
-        command = template.render(first.action.template, {
+        command = plan.render(first.acting_type, first.action.template, {
             **common, "ids": [e.acting.id for e in unit], "jobs": [e.values for e in unit],
             "host": first.acting.host, "user": first.acting.user, "type": first.acting_type.name, "marker": marker})
         result = run.run(command, first.acting_type.action_timeout, limit=BATCH_OUTPUT_LIMIT)
@@ -182,7 +185,7 @@ def _outcome(e: Ending, said: Said | None, now: datetime) -> Outcome:
             distilled = said.why
     event = event_for(job, jtype, change, now, distilled)
     record = {**job.to_dict(), "last_status": change.after, "outcome": change.outcome,
-              "finished": now.isoformat(timespec="seconds"), "detail": event.detail,
+              "finished": clock.stamp(now), "detail": event.detail,
               "metrics": [t for t, _ in found], "summary_metrics": [t for t, shown in found if shown],
               "action_output": output}
     record.pop("jobmon", None)
@@ -190,10 +193,59 @@ def _outcome(e: Ending, said: Said | None, now: datetime) -> Outcome:
 
 
 def claim(change: rules.Change, now: datetime, logged: int) -> dict[str, Any]:
-    """What the registry keeps of a final state found but not yet reported: the change, and the
-    log's last seq then, so that a later poller can tell whether the event was logged."""
+    """What the registry keeps of a final state found but not yet reported: the change, the
+    log's last seq then (so that a later poller can tell whether the event was logged), and who
+    claimed it (only once that process is gone may another finish the job)."""
     return {"from": change.before, "to": change.after, "outcome": change.outcome,
-            "groups": dict(change.groups), "at": now.isoformat(timespec="seconds"), "seq": logged}
+            "groups": dict(change.groups), "at": clock.stamp(now), "seq": logged, **claimant()}
+
+
+def claimant(pid: int | None = None) -> dict[str, Any]:
+    """A process as a claim names it: its pid and start time (a pid is reused; the pair is not)
+    and the host (a registry on a shared file system is seen from several login nodes)."""
+    pid = os.getpid() if pid is None else pid
+    return {"pid": pid, "started": _started(pid), "node": socket.gethostname()}
+
+
+def held(final: Mapping[str, Any]) -> bool:
+    """Whether the process that claimed an end still runs, and so will finish the job itself."""
+    pid = final.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid == os.getpid():
+        return False  # an older jobmon's claim, or this process's own, left by a poller that failed
+    if final.get("node") != socket.gethostname():
+        return False  # another node's process cannot be asked: replayed, as before claims named one
+    return final.get("started") is not None and _started(pid) == final.get("started")
+
+
+def _started(pid: int) -> int | None:
+    """When the process started (clock ticks since boot, /proc/PID/stat field 22), or None."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return int(stat.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def claim_problem(config: Config, final: Mapping[str, Any]) -> str | None:
+    """What is wrong with a claim another process (or a hand) wrote, as ``key: problem``; None
+    when it can be finished. A claim is replayed with actions: its values pass the same checks as
+    a registered job's."""
+    checks = (("from", final.get("from", ""), lambda v: isinstance(v, str), "a state"),
+              ("to", final.get("to"), lambda v: isinstance(v, str) and v != "", "a state"),
+              ("outcome", final.get("outcome"), lambda v: v in ("success", "failure"), "success or failure"))
+    for key, value, fits, wanted in checks:
+        if not fits(value):
+            return f"jobmon.final.{key}: is {describe(value, json=True)}, not {wanted}"
+    groups = final.get("groups", {})
+    if not isinstance(groups, Mapping) or any(not isinstance(v, str) for v in groups.values()):
+        return f"jobmon.final.groups: is {describe(groups, json=True)}, not an object of strings"
+    other = groups.get("delegate_type")
+    if other is None or other not in config.types:
+        return None
+    if not groups.get("delegate_id"):
+        return f"jobmon.final.groups.delegate_id: is {describe(groups.get('delegate_id'), json=True)}, " \
+               f"not a job id of type {other}"
+    return None  # the values themselves are vetted where its action is rendered (plan)
 
 
 def claimed_change(job: Job) -> rules.Change:

@@ -164,14 +164,22 @@ class JobType:
             if spec.required and not value:
                 hint = f" ({spec.help})" if spec.help else ""
                 return f"job type '{self.name}' needs --{spec.name}{hint}"
+        return self.invalid(values)
+
+    def invalid(self, values: Mapping[str, str]) -> str | None:
+        """Why one of these values may not reach a command (one line), or None: it fails its
+        field's pattern, or it starts with "-". Quoting keeps a value one word, but a word that
+        starts with "-" is still an option to ssh, tail or sacct, whatever a pattern allows."""
         for name, value in values.items():
             if not value:
                 continue
             spec = self.fields.get(name)
             pattern = spec.pattern if spec and spec.pattern else BUILTIN_PATTERNS.get(name)
+            hint = f": {spec.help}" if spec and spec.help else ""
             if pattern is not None and not pattern.fullmatch(value):
-                hint = f": {spec.help}" if spec and spec.help else ""
                 return f"{self.name}: --{name} {value[:80]!r} is not valid{hint} (must match {pattern.pattern})"
+            if value.startswith("-"):
+                return f"{self.name}: --{name} {value[:80]!r} is not valid{hint} (it would be read as an option)"
         return None
 
     def terminal(self, state: str) -> bool:

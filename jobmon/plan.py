@@ -1,15 +1,17 @@
 """Jobs -> check groups: one batched command per (type, host), chunked; else one per job."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple
 
 from jobmon import template
 from jobmon.config import Config, JobType, Probe, Settings
-from jobmon.jobtype import row_vars
+from jobmon.jobtype import BUILTIN_PATTERNS, row_vars
 from jobmon.rows import NAMING
 from jobmon.registry import Job
 
 if TYPE_CHECKING:
+    import jinja2
+
     from jobmon.rules import Change
 
 
@@ -46,18 +48,45 @@ def split(jtype: JobType, settings: Settings, host: str, members: list[Job], pro
     return [Group(jtype, settings, host, (job,), False) for job in members]
 
 
+class Refused(ValueError):
+    """A value about to reach a command that its job type would not register: one line."""
+
+
+def vetted(jtype: JobType, values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The one door between values and commands. Whatever brought a value here (the command
+    line, a registry another agent wrote, a claimed end replayed, a discovery listing, a
+    delegation), the job's fields, host and user are checked again as ``jobmon add`` checks
+    them; each of a batch's jobs too. Raises ``Refused``."""
+    for each in (values, *values.get("jobs", ())):
+        checked = {k: str(v) for k, v in each.items()
+                   if (k in jtype.fields or k in BUILTIN_PATTERNS) and v is not None}
+        problem = jtype.invalid(checked)
+        if problem is not None:
+            raise Refused(problem)
+    return values
+
+
+def render(jtype: JobType, source: "jinja2.Template", values: Mapping[str, Any]) -> str:
+    """A command of ``jtype`` over ``values``, once they have passed ``vetted``."""
+    return template.render(source, vetted(jtype, values))
+
+
 def common_values(settings: Settings, jtype: JobType) -> dict[str, object]:
     return {**jtype.vars, "ssh": template.words(w.replace("{cache_dir}", cache_dir()) for w in settings.ssh)}
 
 
 def cache_dir() -> str:
-    """jobmon's own cache folder (ssh ControlPath sockets live here), made private on first use."""
+    """jobmon's own cache folder (ssh ControlPath sockets, nel's copied logs), made private on
+    first use: 0700 whatever the umask, one of someone else's refused (files.FileError)."""
     import os
+    from pathlib import Path
+
+    from jobmon.files import private_dir
 
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     path = os.path.join(base, "jobmon")
     if path not in _MADE:
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        private_dir(Path(path))
         _MADE.add(path)
     return path
 
@@ -81,11 +110,9 @@ def command(group: Group, probe: Probe | None = None) -> str:
         values.update(ids=[j.id for j in group.jobs],
                       jobs=[{**j.values(), "capture": needs_capture(j, group.jtype, probe)} for j in group.jobs],
                       host=group.host, user=first.user, type=group.jtype.name)
-        return template.render(probe.batch, values)
+        return render(group.jtype, probe.batch, values)
     values.update(job_values(group.jobs[0], group.jtype))
-    if probe.read is not None:
-        return template.render(probe.read, values)
-    return template.render(probe.command, values)
+    return render(group.jtype, probe.read if probe.read is not None else probe.command, values)
 
 
 def needs_capture(job: Job, jtype: JobType, probe: Probe) -> bool:

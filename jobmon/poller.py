@@ -37,9 +37,9 @@ class Poller:
         go of the lock. False if the poller failed: its last event says why."""
         w = self.watcher
         try:
-            w.replay_claimed()
             stamp = _stamp(w.registry.path)
             while not w.stop.is_set():
+                w.replay_claimed()  # each time: a claimant may die while this poller runs
                 active = w.cycle(everything=once)
                 if once or not w.watchable(active):
                     return True
@@ -58,9 +58,10 @@ class Poller:
     def _sleep(self, stamp: tuple[int, int] | None) -> tuple[int, int] | None:
         """Until the next group is due; a change of the registry (a job added) wakes it at once."""
         w = self.watcher
+        idle = time.monotonic() + WAKE  # nothing due (only claims another process finishes): a look then
         while not w.stop.is_set():
             now = time.monotonic()
-            nearest = min(w._due.values(), default=now)
+            nearest = min(w._due.values(), default=idle)
             current = _stamp(w.registry.path)
             if nearest <= now or current != stamp:
                 return current
@@ -122,7 +123,8 @@ def detach(lock: WatchLock, registry: Registry, options: list[str]) -> int:
     """Start ``jobmon poll`` in its own session, handing it the lock; its pid. Its logs go to
     ``watch.log`` beside the registry."""
     fd = lock.fileno()
-    argv = [sys.executable, "-m", "jobmon", "poll", "--root", str(root_of(registry)),
+    # By its file, not `-m jobmon`: -m puts the current folder (anyone's) first on sys.path.
+    argv = [sys.executable, str(Path(__file__).with_name("__main__.py")), "poll", "--root", str(root_of(registry)),
             "--session", registry.path.parent.name, "--lock-fd", str(fd), *options]
     pid = run.spawn(argv, str(registry.path.with_name("watch.log")), pass_fds=(fd,))
     lock.write_pid(pid)

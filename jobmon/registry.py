@@ -2,7 +2,9 @@
 
 Every read-modify-write holds an exclusive lock on a sidecar file and replaces the file
 atomically (temp file, fsync, rename), so a reader never sees half a file. A registry that does
-not parse is never overwritten. Finished jobs move to ``history.jsonl`` beside it.
+not parse is never overwritten. Finished jobs move to ``history.jsonl`` beside it. The session
+folder is private (0700, its files 0600) and none of its files is opened through a link
+(files.py): other users of a login node read nothing and can point jobmon at nothing.
 """
 from __future__ import annotations
 
@@ -16,15 +18,16 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from jobmon.files import atomic_write
+from jobmon.files import FileError, append, atomic_write, open_file, private_dir, read_bytes
 from jobmon.rules import Book
 from jobmon.schema import describe
 
 CORE = ("type", "id", "host", "user", "submitted", "description", "last_status", "owner")
 
 
-class RegistryError(Exception):
-    """One line naming the file and what is wrong with it."""
+class RegistryError(FileError):
+    """One line naming the file and what is wrong with it (exit 3, as for any of the session's
+    files that cannot be used: a link, someone else's folder, a full disk)."""
 
 
 @dataclass(frozen=True)
@@ -121,11 +124,12 @@ class Registry:
     def read(self) -> list[Entry]:
         """Parse the registry; a missing file is an empty one. Needs no lock (renames are atomic)."""
         try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        except (OSError, UnicodeDecodeError) as exc:
-            raise RegistryError(f"{self.path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+            raw = read_bytes(self.path)
+            text = "" if raw is None else raw.decode("utf-8")
+        except FileError as exc:
+            raise RegistryError(str(exc), exc.errno) from None
+        except UnicodeDecodeError as exc:
+            raise RegistryError(f"{self.path}: cannot read: {exc}") from None
         if not text.strip():
             return []
         try:
@@ -135,6 +139,8 @@ class Registry:
                 f"{self.path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
                 "left as it is"
             ) from None
+        except RecursionError:  # "[" * 100000: the parser's stack, not a traceback
+            raise RegistryError(f"{self.path}: not valid JSON (nested too deeply); left as it is") from None
         if not isinstance(data, list):
             raise RegistryError(f"{self.path}: expected a JSON array of jobs, found {describe(data, json=True)}; left as it is")
         entries: list[Entry] = []
@@ -150,20 +156,25 @@ class Registry:
 
     # ------------------------------------------------------------ writing
 
+    def folder(self) -> None:
+        """Make the session folder, private (0700); refuse one that is not ours."""
+        private_dir(self.path.parent)
+
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a+") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        self.folder()
+        fd = open_file(self.lock_path, os.O_RDWR | os.O_CREAT)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # lets go of the lock
 
     def write(self, entries: list[Entry]) -> None:
         """Replace the file atomically. Call with the lock held."""
         data = [e.data if isinstance(e, Invalid) else e.to_dict() for e in entries]
-        _atomic_write(self.path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        text = json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+        atomic_write(self.path, text.encode("utf-8"), mode=0o600)  # private, whatever the umask
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[list[Entry]]:
@@ -176,41 +187,20 @@ class Registry:
                 self.write(entries)
 
     def append_history(self, records: list[Mapping[str, Any]]) -> None:
+        """Every record or, on any failure (a full disk), none: never half a record."""
         if not records:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.folder()
         lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-        fd = os.open(self.history_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                lines = "\n" + lines  # a damaged last line must not swallow the next record
-            os.write(fd, lines.encode("utf-8"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append(self.history_path, lines.encode("utf-8"))
 
     def history(self) -> list[dict[str, Any]]:
-        try:
-            lines = self.history_path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            return []
+        raw = read_bytes(self.history_path)
         out = []
-        for line in lines:
-            with contextlib.suppress(json.JSONDecodeError):
+        for line in (raw or b"").splitlines():
+            with contextlib.suppress(ValueError, RecursionError):  # a damaged or hostile line
                 out.append(json.loads(line))
         return out
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """The registry keeps its mode; a new one gets the usual mode, as history.jsonl does."""
-    if path.exists():
-        mode = path.stat().st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    atomic_write(path, text.encode("utf-8"), mode=mode)
 
 
 def with_status(job: Job, status: str, book: Book) -> Job:
@@ -234,8 +224,8 @@ class WatchLock:
 
     def acquire(self) -> int | None:
         """Take the lock and return None, or return the pid of the poller that holds it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        private_dir(self.path.parent)
+        handle = open(open_file(self.path, os.O_RDWR | os.O_CREAT), "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:

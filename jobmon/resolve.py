@@ -7,10 +7,9 @@ regexes with their ``id`` group), so one place in the YAML says where a row's id
 """
 from __future__ import annotations
 
-import json
 from typing import Any, NamedTuple
 
-from jobmon import plan, rules, run, template
+from jobmon import plan, rules, run
 from jobmon.config import Config, JobType
 from jobmon.events import clip
 from jobmon.findings import walk
@@ -32,7 +31,11 @@ def resolve(config: Config, job: Job) -> Resolved:
     if spec is None or (spec.when is not None and not spec.when.fullmatch(job.id)):
         return Resolved(job.id, None)
     values = {**plan.job_values(job, jtype), **plan.common_values(settings, jtype)}
-    result = run.run(template.render(spec.command, values), jtype.timeout)
+    try:
+        command = plan.render(jtype, spec.command, values)
+    except plan.Refused as exc:
+        return _kept(job, str(exc))
+    result = run.run(command, jtype.timeout)
     if not result.ok:
         return _kept(job, f"resolving it failed: {result.why()}")
     try:
@@ -61,10 +64,7 @@ def ids_in(output: str, jtype: JobType) -> list[str]:
     the type's ``missing`` states (nel's NOT_FOUND names the id it was asked about)."""
     probe = jtype.check
     if probe.json is not None:
-        try:
-            data = json.loads(output)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"output is not JSON ({exc.msg} at line {exc.lineno})") from None
+        data = rules.load_json(output)
         out: list[str] = []
         for _, item in walk(data, probe.json.items):
             state = _first(item, probe.json.state)

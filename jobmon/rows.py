@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+
+from jobmon import clock
 from typing import Iterable, Mapping, NamedTuple, Sequence
 
 NAMING = ("id", "raw", "of")  # groups that say which job a row is; any other group is data about it
@@ -55,12 +57,10 @@ def expand(part_id: str) -> list[str]:
 
 
 def _when(text: str) -> datetime | None:
-    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"):
-        try:
-            return datetime.strptime(text.strip(), fmt)
-        except ValueError:
-            continue
-    return None
+    """A row's Submit (naive: the cluster's local time) or a registration time (UTC with its
+    offset; naive local in older registries), as naive local time: the two compare."""
+    when = clock.parse(text)
+    return None if when is None else clock.local(when)
 
 
 def pick(rows: Sequence[Mapping[str, str]], submitted: str) -> list[Mapping[str, str]]:

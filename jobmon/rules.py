@@ -10,6 +10,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, NamedTuple
 
+from jobmon import clock
 from jobmon import rows as owners
 from jobmon.config import JobType, Probe
 from jobmon.findings import field_events, key_events, walk
@@ -53,14 +54,22 @@ def _first(data: Any, path: str) -> Any:
     return next((value for _, value in walk(data, path)), None)
 
 
+def load_json(output: str) -> Any:
+    """A command's JSON output; ValueError (one line) for output that is not JSON, or is nested
+    deeper than the parser's stack (a check's output is not trusted)."""
+    try:
+        return json.loads(output)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"output is not JSON ({exc.msg} at line {exc.lineno})") from None
+    except RecursionError:
+        raise ValueError("output is not JSON (nested too deeply)") from None
+
+
 def parse_json(output: str, jtype: JobType, ids: Iterable[str], probe: Probe | None = None) -> dict[str, Row]:
     """Rows from JSON output, as the probe's ``json`` says. Raises ValueError on bad JSON."""
     spec = (probe or jtype.check).json
     assert spec is not None
-    try:
-        data = json.loads(output)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"output is not JSON ({exc.msg} at line {exc.lineno})") from None
+    data = load_json(output)
     wanted = set(ids)
     # A type whose system resolves prefixes (nel) answers a registered prefix with full ids.
     short = short_ones(wanted, jtype.resolve.when) if jtype.resolve else frozenset()
@@ -301,11 +310,9 @@ class Book(NamedTuple):
                  if isinstance(data.get(k), kind) and not (kind is int and isinstance(data.get(k), bool))}
         if "seen" in known:
             known["seen"] = tuple(str(x) for x in known["seen"])  # type: ignore[union-attr]
-        if "missing_since" in known:
-            try:
-                datetime.strptime(str(known["missing_since"]), TIME_FORMAT)
-            except ValueError:
-                del known["missing_since"]
+        for key in ("missing_since", "grew_at"):  # a time that cannot be read is no time
+            if key in known and clock.parse(str(known[key])) is None:
+                del known[key]
         return cls(**known)  # type: ignore[arg-type]
 
 
@@ -325,7 +332,7 @@ class Step(NamedTuple):
     changes: tuple[Change, ...]
 
 
-TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"  # the naive local times older versions stored; still read (clock.parse)
 
 
 def outcome_of(category: str) -> str | None:
@@ -350,6 +357,10 @@ def advance(
             return Step(status, book._replace(errors=errors, unreachable=True, last_error=obs.error), (change,))
         return Step(status, book._replace(errors=errors, last_error=obs.error), ())
 
+    if jtype.terminal(status):
+        # An end jobmon never claimed (it would be in history by now): written by hand or by an
+        # agent. Never said, so it is said as if first seen, not kept unsaid for ever.
+        status = ""
     changes: list[Change] = []
     if book.unreachable:
         changes.append(Change("recovered", UNREACHABLE, RECOVERED, False, None, {},
@@ -371,8 +382,9 @@ def advance(
     if row is not None and jtype.category(row.state) == "missing":
         row = None  # the type's own word for "no such job (yet)", e.g. nel's NOT_FOUND
     if row is None:  # not in the scheduler (yet): never a verdict until the grace period ends
-        since = book.missing_since or now.strftime(TIME_FORMAT)
-        waited = (now - datetime.strptime(since, TIME_FORMAT)).total_seconds()
+        since = book.missing_since or clock.stamp(now)
+        began = clock.parse(since) or clock.aware(now)  # Book.from_dict drops a time it cannot read
+        waited = (clock.aware(now) - began).total_seconds()
         if waited >= lost_after:
             why = f"{obs.note or 'not seen by any check'} for {_duration(waited)}"
             changes.append(Change("state", status, LOST, True, "failure", {}, why))

@@ -3,14 +3,21 @@
 A command goes in as shell text, a ``Result`` comes out: no ``sh`` exception leaves this module.
 Each command runs in a process group of its own, so a timeout kills bash *and* what it started
 (ssh, sacct…); ``sh``'s own ``_timeout`` would kill bash alone and leave ssh running.
+
+Nothing a command starts outlives jobmon: coreutils' ``timeout`` leads each group and kills it
+``GRACE`` seconds after the command's own timeout even if jobmon is frozen or gone, and it is
+told when jobmon dies (``PR_SET_PDEATHSIG``), so a ``kill -9`` of jobmon ends its checks at
+once. A stop (SIGINT, SIGTERM, SIGHUP) kills every running group (``kill_all``).
 """
 from __future__ import annotations
 
+import ctypes
 import os
+import shutil
 import signal
 import threading
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
 
 OUTPUT_LIMIT = 1 << 20  # keep the last MiB of each stream
 
@@ -20,6 +27,11 @@ TIMEOUT = "timeout"
 NOT_FOUND = "not-found"
 TRANSIENT = "transient"  # ssh's 255: the connection, not the command, failed
 SIGNALLED = "signalled"
+INTERRUPTED = "interrupted"  # killed by kill_all: jobmon is stopping, the command said nothing
+
+GRACE = 2.0  # seconds past its timeout after which a command's group dies without jobmon's help
+_live: set[int] = set()  # the process groups of the commands running now
+_stopping = threading.Event()  # kill_all was called: this process is ending, no command starts
 
 
 class Result(NamedTuple):
@@ -42,6 +54,7 @@ class Result(NamedTuple):
             NOT_FOUND: "command not found",
             TRANSIENT: "connection failed (exit 255)",
             SIGNALLED: "killed by a signal",
+            INTERRUPTED: "interrupted: jobmon is stopping",
         }.get(self.kind, f"exit {self.exit_code}")
         return f"{head}: {last.strip()[:200]}" if last else head
 
@@ -91,23 +104,30 @@ def run(
     env: dict[str, str] | None = None,
     limit: int = OUTPUT_LIMIT,
 ) -> Result:
+    if _stopping.is_set():
+        return Result(command, INTERRUPTED, None, "", "", 0.0)
     sh = _sh()
     out, err = _Tail(limit), _Tail()
     started = time.monotonic()
     expired = threading.Event()
     exit_code: int | None
+    env = env if env is not None else dict(os.environ)
     with open(os.devnull, "rb") as devnull:
         try:
-            proc = sh.bash(
-                "-c", command,
+            program, *argv = _bounded(command, timeout, env.get("PATH"))
+            proc = sh.Command(program)(
+                *argv,
                 _bg=True, _bg_exc=False, _tty_out=False, _in=devnull,
                 _out=out, _err=err, _no_out=True, _no_err=True,
                 _out_bufsize=65536, _err_bufsize=65536,
-                _new_session=True, _ok_code=list(range(256)),
-                _env=env if env is not None else dict(os.environ),
+                _new_session=True, _ok_code=list(range(256)), _env=env,
+                _preexec_fn=_dies_with(os.getpid()),
             )
         except (OSError, sh.CommandNotFound) as exc:
             return Result(command, NOT_FOUND, None, "", str(exc), 0.0)
+        _live.add(proc.pgid)
+        if _stopping.is_set():  # kill_all ran between the check above and the line above
+            _kill_group(proc.pgid)
 
         # Our own timer, not wait(timeout=): that one polls every 100 ms and returns before the
         # output is all read; this one kills the group and lets wait() collect every byte.
@@ -127,11 +147,60 @@ def run(
         finally:
             timer.cancel()
             _kill_group(proc.pgid)  # children left behind by a finished bash die with it
+            _live.discard(proc.pgid)
     timed_out = expired.is_set()
-    return Result(
-        command, classify(exit_code, timed_out, ok_codes), exit_code,
-        out.text(), err.text(), time.monotonic() - started,
-    )
+    kind = classify(exit_code, timed_out, ok_codes)
+    if _stopping.is_set() and kind in (SIGNALLED, TIMEOUT):
+        kind = INTERRUPTED
+    return Result(command, kind, exit_code, out.text(), err.text(), time.monotonic() - started)
+
+
+def kill_all() -> None:
+    """Kill the group of every running command, and start no more: the process is stopping
+    (SIGINT, SIGTERM, SIGHUP) and must not wait for a hung check's timeout. Safe in a signal
+    handler: no lock (the handler may interrupt ``run`` itself); ``run`` adds its group before it
+    looks at the flag, and this sets the flag before it looks at the groups, so none is missed."""
+    _stopping.set()
+    for pgid in list(_live):
+        _kill_group(pgid)
+
+
+def stopping() -> bool:
+    """Whether ``kill_all`` was called: what ran since was killed, or never started."""
+    return _stopping.is_set()
+
+
+def _bounded(command: str, timeout: float, path: str | None) -> list[str]:
+    """bash running the command, led by coreutils' ``timeout`` where there is one: it kills the
+    group at ``timeout + GRACE`` whatever becomes of jobmon, and on SIGTERM (jobmon died) passes
+    it on to the group, then SIGKILL a second later."""
+    bash = ["bash", "-c", command]
+    leader = shutil.which("timeout", path=path)
+    if leader is None:  # not coreutils (macOS): the group kill and the parent-death signal remain
+        return bash
+    return [leader, "-s", "KILL", "-k", "1", f"{timeout + GRACE:.3f}", *bash]
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _libc()
+_PR_SET_PDEATHSIG = 1
+
+
+def _dies_with(parent: int) -> Callable[[], None]:
+    """Run in the child between fork and exec: SIGTERM when the thread that started it (and so
+    jobmon) is gone. That thread waits for the command to end, so only jobmon's death sends it."""
+    def preexec() -> None:
+        if _LIBC is not None and hasattr(_LIBC, "prctl"):
+            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # jobmon died before the line above: nobody would say so
+            os._exit(1)
+    return preexec
 
 
 _IMPORT_LOCK = threading.Lock()
@@ -162,8 +231,14 @@ def spawn(argv: list[str], log_path: str, *, pass_fds: tuple[int, ...] = ()) -> 
     jobs; returns the pid.
     """
     import subprocess
+    from pathlib import Path
 
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    from jobmon.files import open_file
+
+    if log_path == os.devnull:
+        fd = os.open(os.devnull, os.O_WRONLY)
+    else:  # watch.log in the session folder: never through a link, 0600
+        fd = open_file(Path(log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT)
     try:
         with open(os.devnull, "rb") as devnull:
             proc = subprocess.Popen(argv, stdin=devnull, stdout=fd, stderr=fd, start_new_session=True,

@@ -6,6 +6,7 @@ file that holds it, with the nearest valid key suggested.
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any, Mapping, NamedTuple
 
 
@@ -61,6 +62,9 @@ def check(value: Any, schema: Any, path: tuple[str, ...] = ()) -> list[Problem]:
         ok = isinstance(value, schema.types) and not (
             isinstance(value, bool) and bool not in schema.types
         )
+        if ok and isinstance(value, float) and not math.isfinite(value):
+            # YAML's .nan and .inf: a timeout of nan times out at once, an interval of inf never polls
+            return [Problem(path, f"expected a finite number, found {describe(value)}")]
         return [] if ok else [Problem(path, f"expected {schema.name}, found {describe(value)}")]
     if isinstance(schema, ListOf):
         if not isinstance(value, list):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from jobmon.files import atomic_write
+from jobmon.files import FileError, atomic_write
 
 NAME = "monitor"
 SIDECAR = ".jobmon-installed"
@@ -93,3 +93,5 @@ def _write(path: Path, data: bytes) -> None:
         atomic_write(path, data, mode=0o644)  # a skill is an ordinary readable file
     except OSError as exc:
         raise SkillError(f"{path}: cannot write: {exc.strerror or exc}") from None
+    except FileError as exc:  # atomic_write's own one line names the file
+        raise SkillError(str(exc)) from None

@@ -17,7 +17,7 @@ from typing import Any, Callable, Iterable, Mapping
 from loguru import logger
 
 from jobmon import plan as planner
-from jobmon import digest, finish, findings, logfile, parallel, rules, run
+from jobmon import clock, digest, finish, findings, logfile, parallel, rules, run
 from jobmon.config import Config, JobType
 from jobmon.eventlog import EventLog
 from jobmon.events import Event, clip, one_line
@@ -59,23 +59,26 @@ class Watcher:
         due = [g for g in groups if everything or self._due.get(g.key, 0.0) <= now]
         if due:
             results = self._run_checks(due)
-            merged: dict[tuple[str, str, str], rules.Observation] = {}
-            for result in results:
-                merged.update(result)
-            self._apply([j for g in due for j in g.jobs if j.key in real], merged, asked)
+            # Stopped meanwhile (SIGINT, SIGTERM, SIGHUP): the checks were killed and say nothing
+            # of the jobs. Nothing is written; the next poller checks again.
+            if not run.stopping():
+                merged: dict[tuple[str, str, str], rules.Observation] = {}
+                for result in results:
+                    merged.update(result)
+                self._apply([j for g in due for j in g.jobs if j.key in real], merged, asked)
         return [e for e in self.registry.read() if isinstance(e, Job)]
 
     def _delegates(self, jobs: list[Job]) -> dict[tuple[str, str, str], Job]:
         """For each job whose own check has gone quiet, the job its type delegates to."""
         out: dict[tuple[str, str, str], Job] = {}
-        now = datetime.now()
+        now = clock.now()
         for job in jobs:
             jtype, _ = self.config.resolve(job.type, job.host)
             d = jtype.delegate
             if d is None or jtype.terminal(job.last_status):
                 continue
-            since = job.book.grew_at or job.book.missing_since
-            if since is None or (now - datetime.strptime(since, rules.TIME_FORMAT)).total_seconds() < d.after:
+            since = clock.parse(job.book.grew_at or job.book.missing_since or "")
+            if since is None or (now - since).total_seconds() < d.after:
                 continue
             open_parts = [p for p, state in (job.book.parts or {}).items()
                           if p and not jtype.terminal(state)]
@@ -106,6 +109,10 @@ class Watcher:
         """Never raises: whatever goes wrong is a failed check, which is not a failed job."""
         try:
             return self._check_group(group)
+        except planner.Refused as exc:  # a value the watcher let through: never run, said in one line
+            logger.error("check of {} on {} not run: {}", group.jtype.name, group.host, exc)
+            self._schedule(group, False)
+            return {job.key: rules.Observation(None, f"not run: {exc}") for job in group.jobs}
         except Exception as exc:
             logger.opt(exception=exc).error("check of {} on {} crashed", group.jtype.name, group.host)
             self._schedule(group, False)
@@ -252,7 +259,7 @@ class Watcher:
 
     def _apply(self, jobs: list[Job], observations: Mapping[tuple[str, str, str], rules.Observation],
                asked: Mapping[tuple[str, str, str], Job]) -> None:
-        now = datetime.now()
+        now = clock.now()
         seen: dict[tuple[str, str, str], tuple[Job, JobType, rules.Step]] = {}
         for job in jobs:
             jtype, s = self.config.resolve(job.type, job.host)
@@ -262,7 +269,7 @@ class Watcher:
             step = rules.advance(job.last_status, job.book, obs, jtype, now,
                                  unreachable_after=s.unreachable_after, lost_after=s.lost_after)
             if obs.offset is not None:
-                grew_at = now.strftime(rules.TIME_FORMAT) if obs.grew or step.book.grew_at is None else step.book.grew_at
+                grew_at = clock.stamp(now) if obs.grew or step.book.grew_at is None else step.book.grew_at
                 step = step._replace(book=step.book._replace(offset=obs.offset, grew_at=grew_at,
                                                              parts=dict(obs.parts or {}) or None))
             seen[job.key] = (job, jtype, step)
@@ -288,6 +295,8 @@ class Watcher:
                 moved += [(entry, jtype, c) for c in step.changes if not c.terminal]
 
         outcomes = self._finish(claimed, now)
+        if run.stopping():  # actions killed by a stop: the claims stay, replayed once this process is gone
+            outcomes = []
         hosts = digest.by_host([(j, c) for j, _, c in moved if c.kind in ("unreachable", "recovered")], now)
         changes = [finish.event_for(j, t, c, now) for j, t, c in moved if c.kind not in ("unreachable", "recovered")]
         self._say(digest.fold(hosts + changes + [o.event for o in outcomes], self.config.settings.aggregate_after))
@@ -315,11 +324,14 @@ class Watcher:
     def replay_claimed(self) -> None:
         """Finish terminal jobs a killed poller claimed but never moved to history. Their end is
         logged again (marked ``replayed``) only if the log does not hold it yet."""
-        jobs = [e for e in self.registry.read() if isinstance(e, Job) and e.book.final and e.type in self.config.types]
+        entries = self.registry.read()
+        unusable = self._unusable(entries)  # said once, never run: a hand-written claim is a value like any other
+        jobs = [e for e in entries if isinstance(e, Job) and e.book.final and e.key not in unusable
+                and not finish.held(e.book.final)]  # its claimant finishes it, unless it is gone
         if not jobs:
             return
         claimed = [(job, self.config.resolve(job.type, job.host)[0], finish.claimed_change(job)) for job in jobs]
-        outcomes = finish.outcomes(self.config, claimed, datetime.now())
+        outcomes = finish.outcomes(self.config, claimed, clock.now())
         new = [replace(done.event, replayed=True) for job, done in zip(jobs, outcomes)
                if not self._logged(job, job.book.final or {})]
         self._say(new)
@@ -364,6 +376,8 @@ def unwatchable(config: Config, registry: Registry, entry: Job | Invalid) -> str
         return f"job {clip(entry.id, 24)}: unknown job type '{entry.type}'; left as it is in {registry.path}"
     jtype, _ = config.resolve(entry.type, entry.host)
     reason = jtype.problem({k: str(v) for k, v in entry.values().items() if k in jtype.fields or k in ("host", "user")})
+    if reason is None and entry.book.final:  # a claim is finished with actions: its values too
+        reason = finish.claim_problem(config, entry.book.final)
     if reason is None:
         return None
     return f"job {clip(entry.id, 24)}: {reason}; not watched, left as it is in {registry.path}"

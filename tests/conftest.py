@@ -10,8 +10,9 @@ import os
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import pytest
 
@@ -363,3 +364,54 @@ def add(home: Home, *jobs: Any) -> None:
 
     with Registry(home.registry).transaction() as entries:
         entries.extend(jobs)
+
+
+# ---------------------------------------------------------------- processes (bench/orphans.py uses these too)
+
+
+def pids_with(marker: str) -> list[int]:
+    """Live processes whose command line holds ``marker`` (zombies have an empty one)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker.encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            pass
+    return found
+
+
+def wait_for(condition, within: float = 30.0) -> bool:  # type: ignore[no-untyped-def]
+    """Whether ``condition()`` came true within ``within`` seconds (a guard, not a measure)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def still_running(marker: str, within: float = 10.0) -> list[int]:
+    """Poll a bounded while for SIGKILLed processes to be gone; return any that remain."""
+    deadline = time.monotonic() + within
+    pids = pids_with(marker)
+    while pids and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pids = pids_with(marker)
+    return pids
+
+
+def folder_in_tmp(mode: int) -> Iterator[Path]:
+    """A folder a second user can reach (pytest's tmp_path sits under a 0700 one), removed after:
+    0o755 for a user's own, 0o777 for a shared project folder."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="jobmon-test-", dir="/tmp"))
+    folder.chmod(mode)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder)

@@ -286,3 +286,53 @@ def test_discover_adds_what_the_reachable_hosts_list(home: Home, queue: Queue, m
                       "ssh: connect to host d port 22: Connection refused")
     assert err[-1] == "jobmon: --add: no candidate 99 (see the list above)"
     assert [(j["id"], j["host"]) for j in home.jobs()] == [("489", "c")]
+
+
+# ---------------------------------------------------------------- issue 12: durations, what a terminal shows
+
+
+@pytest.mark.parametrize("command", [["watch", "--once"], ["watch"], ["poll"], ["demo"]])
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-5"])
+def test_non_finite_or_non_positive_intervals_are_refused_in_one_line(home: Home, command: list[str], value: str) -> None:
+    ran = jobmon(*command, f"--interval={value}", *home.args(), timeout=30)
+    shown = str(float(value))
+    assert (ran.code, ran.out, ran.err.splitlines()) == (
+        2, "", [f"jobmon: --interval {shown}: must be a number of seconds greater than 0"])
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "1e999s", "9" * 400 + "s"])
+def test_non_finite_durations_are_refused_in_one_line(home: Home, value: str) -> None:
+    ran = jobmon("watch", "--for", value, *home.args())
+    assert (ran.code, ran.out, ran.err.splitlines()) == (
+        2, "", [f"jobmon: --for {value!r}: expected a duration such as 90s, 25m or 1h"])
+
+
+HOSTILE_DESC = "x\x1b]0;owned\x07\x1b[2J\u202eDELIAF\u2066\x9b"
+
+
+def test_list_and_discover_show_controls_and_bidi_overrides_escaped(home: Home, queue: Queue) -> None:
+    home.registry.parent.mkdir(parents=True)
+    home.registry.write_text(json.dumps([{"type": "slurm", "id": "7", "host": "c", "description": HOSTILE_DESC,
+                                          "last_status": "RUN\u202eNING"}]))
+    shown = jobmon("list", *home.args())
+    assert shown.code == 0, shown.err
+    assert not any(c in shown.out for c in "\x1b\x07\u202e\u2066\x9b"), shown.out
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\u202eDELIAF\\u2066\\x9b" in shown.out and "RUN\\u202eNING" in shown.out
+    exact = jobmon("list", "--json", *home.args())
+    assert not any(c in exact.out for c in "\x1b\x07\u202e\u2066\x9b"), exact.out
+    assert [j["description"] for j in exact.events()] == [HOSTILE_DESC]  # JSON keeps the exact value
+    queue("alice", "squeue_arrays_het")
+    found = jobmon("discover", "--type", "slurm", "--host", "c", "--user", "alice", *home.args())
+    assert found.code == 0, found.err
+    assert not any(c in found.out for c in "\x1b\x07\u202e\u2066\x9b"), found.out
+    assert "\\u202eDELIAF" in found.out
+
+
+def test_status_shows_a_hostile_description_escaped(home: Home, cluster: Cluster) -> None:
+    cluster.set("7", "RUNNING")
+    home.registry.parent.mkdir(parents=True)
+    home.registry.write_text(json.dumps([{"type": "slurm", "id": "7", "host": "c", "description": HOSTILE_DESC}]))
+    ran = jobmon("status", *home.args())
+    assert ran.code == 0, ran.err
+    assert not any(c in ran.out for c in "\x1b\x07\u202e\u2066\x9b"), ran.out
+    assert '"x\\x1b]0;owned\\x07\\x1b[2J\\u202eDELIAF\\u2066\\x9b": NEW -> RUNNING' in ran.out

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import json
 import sys
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import Home, jobmon, slurm_check
+from conftest import Home, folder_in_tmp, jobmon, slurm_check
 from jobmon import config, plan
 from jobmon.config import ConfigError
 from jobmon.registry import Job
@@ -932,3 +933,169 @@ def test_the_packaged_nel_type_resolves_prefixes_and_waits_out_its_pending(packa
     assert [i for i in ("4aa7", "4aa7.1", "4aa78841c0de5eed", "4aa78841c0de5eed.1") if nel.resolve.when.fullmatch(i)] == [
         "4aa7", "4aa7.1"]
     assert nel.delegate is not None and (nel.delegate.confirm, nel.delegate.during) == ({"FAILED"}, {"PENDING"})
+
+
+# ---------------------------------------------------------------- config that cannot be run (issue 12)
+
+
+@pytest.mark.parametrize("name,text,message", [
+    pytest.param("monitor.yaml", "settings:\n  timeout: .nan\n",
+                 "{f}: settings.timeout: expected a finite number, found the number nan", id="nan-timeout"),
+    pytest.param("monitor.yaml", "settings:\n  interval: .inf\n",
+                 "{f}: settings.interval: expected a finite number, found the number inf", id="inf-interval"),
+    pytest.param("checkers.d/x.yaml", "slurm:\n  timeout: -.inf\n",
+                 "{f}: slurm.timeout: expected a finite number, found the number -inf", id="minus-inf-type"),
+    pytest.param("monitor.yaml", "clusters:\n  eos:\n    hosts: [eos]\n    settings: {action_timeout: .NaN}\n",
+                 "{f}: clusters.eos.settings.action_timeout: expected a finite number, found the number nan",
+                 id="nan-in-cluster"),
+])
+def test_nan_and_inf_are_refused(tmp_path: Path, name: str, text: str, message: str) -> None:
+    path = write(tmp_path / name, text)
+    assert load_error(path) == message.replace("{f}", str(path))
+
+
+CYCLE = """
+    a:
+      description: asks b
+      check: {command: "echo {{ id }} RUNNING", regex: '(?P<state>[A-Z]+)'}
+      states: {running: [RUNNING], success: [DONE], failure: [FAILED]}
+      delegate: {type: b, id: "{{ id }}", success: DONE, failure: FAILED, confirm: [FAILED]}
+    b:
+      description: asks a
+      check: {command: "echo {{ id }} RUNNING", regex: '(?P<state>[A-Z]+)'}
+      states: {running: [RUNNING], success: [DONE], failure: [FAILED]}
+      delegate: {type: a, id: "{{ id }}", success: DONE, failure: FAILED, confirm: [FAILED]}
+"""
+
+
+def test_a_delegate_cycle_is_refused_at_load(tmp_path: Path) -> None:
+    path = write(tmp_path / "checkers.d" / "x.yaml", CYCLE)
+    assert load_error(path) == f"{path}: b.delegate.type: delegates in a cycle: b -> a -> b"
+
+
+def test_a_cycle_made_by_a_cluster_override_is_refused_at_load(tmp_path: Path) -> None:
+    types = write(tmp_path / "checkers.d" / "x.yaml", CYCLE.replace("      delegate: {type: a, id: \"{{ id }}\", success: DONE, failure: FAILED, confirm: [FAILED]}\n", ""))
+    clusters = write(tmp_path / "monitor.yaml", """
+        clusters:
+          eos:
+            hosts: [eos]
+            types:
+              b: {delegate: {type: a, id: "{{ id }}", success: DONE, failure: FAILED, confirm: [FAILED]}}
+    """)
+    assert load_error(types, clusters) == f"{clusters}: clusters.eos.types.b.delegate.type: delegates in a cycle: b -> a -> b"
+
+
+def test_jobmon_check_refuses_a_delegate_cycle_instead_of_recursing(home: Home, tmp_path: Path) -> None:
+    path = write(tmp_path / "cyc" / "checkers.d" / "x.yaml", CYCLE)
+    ran = jobmon("check", "--config", str(path.parent.parent), *home.args())
+    assert (ran.code, ran.err.splitlines()) == (2, [f"jobmon: {path}: b.delegate.type: delegates in a cycle: b -> a -> b"])
+
+
+def test_every_shipped_ssh_call_ends_its_options_before_the_host() -> None:
+    # a host that slipped past every check would still be a host name to ssh, never an option
+    sources = [p for p in PACKAGED if p.suffix == ".yaml"]
+    calls = [(p.name, m.group(0)) for p in sources for m in re.finditer(r"\{\{ ssh \}\}.{0,40}", p.read_text())]
+    assert len(calls) >= 4
+    assert [c for c in calls if not re.match(r"\{\{ ssh \}\} -- \{\{ (host|[a-z_]+_host) \}\}", c[1])] == []
+
+
+# ---------------------------------------------------------------- trust: config found, not named (issue 12)
+# A ./monitor.yaml or $JOBMON_CONFIG declares commands: one someone else could have written is
+# skipped with one line, as git's safe.directory does. A --config named on the command line is
+# trusted: the user chose it.
+
+NOBODY_UID = 65534
+
+
+@pytest.fixture
+def open_folder():  # type: ignore[no-untyped-def]
+    """A world-writable folder outside pytest's private tmp (a shared project folder)."""
+    import os
+
+    if os.geteuid() != 0:
+        pytest.skip("a file of a second uid needs root (chown)")
+    yield from folder_in_tmp(0o777)
+
+
+def planted(path: Path, text: str, *, uid: int = NOBODY_UID, mode: int = 0o644) -> Path:
+    import os
+
+    write(path, text)
+    os.chown(path, uid, uid)
+    path.chmod(mode)
+    return path
+
+
+def skipped_lines(err: str) -> list[str]:
+    """The warnings about skipped config files, without their time."""
+    return [ln.split(" ", 2)[2] for ln in err.splitlines() if " WARNING " in ln]
+
+
+def test_a_monitor_yaml_of_another_user_in_the_current_folder_never_runs(
+        home: Home, open_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from conftest import add
+
+    marker = tmp_path / "ran"
+    evil = planted(open_folder / "monitor.yaml", f'types: {{local: {{check: {{command: "touch {marker}; echo RUNNING"}}}}}}\n')
+    add(home, Job(type="local", id="999999999"))
+    monkeypatch.chdir(open_folder)
+    why = f"{evil}: skipped: not owned by you or root but by nobody (uid {NOBODY_UID})"
+    status = jobmon("status", *home.args())
+    assert status.code == 0 and not marker.exists()
+    assert skipped_lines(status.err) == [why]
+    check = jobmon("check", *home.args())
+    assert check.code == 0 and str(evil) not in check.out
+    assert skipped_lines(check.err) == [why]
+
+
+def test_a_group_or_world_writable_config_is_skipped_even_if_yours(home: Home, tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    mine = planted(tmp_path / "mine.yaml", "settings: {interval: 5}\n", uid=os.geteuid(), mode=0o664)
+    monkeypatch.setenv("JOBMON_CONFIG", str(mine))
+    ran = jobmon("check", *home.args())
+    assert ran.code == 0 and str(mine) not in ran.out
+    assert skipped_lines(ran.err) == [f"{mine}: skipped: writable by group/others (mode 0664); chmod go-w to use it"]
+    mine.chmod(0o644)
+    ran = jobmon("check", *home.args())
+    assert ran.code == 0 and str(mine) in ran.out and skipped_lines(ran.err) == []
+
+
+def test_a_config_folder_skips_the_files_of_another_user_and_keeps_yours(home: Home, open_folder: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    layer = open_folder / "conf"
+    layer.mkdir()
+    (layer / "checkers.d").mkdir()
+    ok = planted(layer / "checkers.d" / "ok.yaml", "slurm: {interval: 7}\n", uid=os.geteuid())
+    evil = planted(layer / "checkers.d" / "evil.yaml", "slurm: {interval: 9}\n")
+    monkeypatch.setenv("JOBMON_CONFIG", str(layer))
+    ran = jobmon("check", *home.args())
+    assert ran.code == 0 and str(ok) in ran.out and str(evil) not in ran.out
+    assert skipped_lines(ran.err) == [f"{evil}: skipped: not owned by you or root but by nobody (uid {NOBODY_UID})"]
+    layer.chmod(0o777)  # the folder itself: anyone could put a file of their own in it
+    ran = jobmon("check", *home.args())
+    assert ran.code == 0 and str(ok) not in ran.out
+    assert skipped_lines(ran.err) == [f"{layer}: skipped: writable by group/others (mode 0777); chmod go-w to use it"]
+
+
+def test_a_config_named_on_the_command_line_is_trusted(home: Home, tmp_path: Path) -> None:
+    named = write(tmp_path / "named.yaml", "settings: {interval: 5}\n")
+    named.chmod(0o666)
+    ran = jobmon("check", "--config", str(named), *home.args())
+    assert ran.code == 0 and str(named) in ran.out and skipped_lines(ran.err) == []
+
+
+def test_an_open_checkers_folder_is_said_once_and_all_its_files_skipped(home: Home, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    layer = tmp_path / "conf"
+    for name in ("a", "b"):
+        write(layer / "checkers.d" / f"{name}.yaml", "slurm: {interval: 7}\n")
+    (layer / "checkers.d").chmod(0o777)
+    monkeypatch.setenv("JOBMON_CONFIG", str(layer))
+    ran = jobmon("check", *home.args())
+    assert ran.code == 0 and str(layer) not in ran.out
+    assert skipped_lines(ran.err) == [f"{layer / 'checkers.d'}: skipped: writable by group/others (mode 0777); "
+                                      "chmod go-w to use it"]

@@ -91,3 +91,54 @@ def test_a_newer_follower_of_a_reader_takes_it_over(tmp_path: Path) -> None:
     old.release()
     assert new.claim(wait=1.0)
     assert not new.superseded()  # the request was for the old one
+
+
+# ---------------------------------------------------------------- links and hostile lines (issue 12)
+
+
+def test_an_event_log_linked_to_a_victim_is_refused_and_the_victim_untouched(tmp_path: Path) -> None:
+    from jobmon.files import FileError
+
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    log = EventLog(tmp_path / "s" / "events.jsonl")
+    log.append([ev(1)])
+    log.path.unlink()
+    log.path.symlink_to(victim)
+    link = f"{log.path}: is a symbolic link; refused (jobmon never follows links to its own files)"
+    with pytest.raises(FileError) as info:
+        log.append([ev(2)])
+    assert str(info.value) == link
+    with pytest.raises(FileError) as info:
+        log.since(0)
+    assert str(info.value) == link
+    assert victim.read_text() == "precious\n"
+
+
+def test_the_event_logs_lock_and_a_readers_files_are_never_followed(tmp_path: Path) -> None:
+    from jobmon.files import FileError
+
+    folder = tmp_path / "s"
+    folder.mkdir()
+    planted = tmp_path / "planted"
+    (folder / "events.jsonl.lock").symlink_to(planted)
+    with pytest.raises(FileError, match="events.jsonl.lock: is a symbolic link"):
+        EventLog(folder / "events.jsonl").append([ev(1)])
+    (folder / "readers").mkdir()
+    (folder / "readers" / "agent.seq").symlink_to(planted)
+    (folder / "readers" / "agent.lock").symlink_to(planted)
+    cursor = Cursor(folder, "agent")
+    with pytest.raises(FileError, match="agent.seq: is a symbolic link"):
+        cursor.get()
+    with pytest.raises(FileError, match="agent.lock: is a symbolic link"):
+        cursor.claim(wait=0)
+    assert not planted.exists()
+
+
+def test_an_event_line_nested_too_deep_is_skipped(tmp_path: Path) -> None:
+    log = EventLog(tmp_path / "events.jsonl")
+    log.append([ev(1)])
+    with open(log.path, "a") as out:  # within the tail last_seq reads, so it is parsed there too
+        out.write("[" * 20000 + "]" * 20000 + "\n")
+    log.append([ev(2)])
+    assert [e.seq for e in log.since(0)] == [1, 2]

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime
+from datetime import datetime, timezone
 
 from jobmon.events import Event, Printer, format_json, format_text
 
-T = datetime(2026, 11, 29, 12, 3, 4)
+T = datetime(2026, 11, 29, 12, 3, 4).astimezone()  # 12:03:04 here, whatever the zone
 
 
 def test_text_line_reads_like_the_spec() -> None:
@@ -25,7 +25,22 @@ def test_control_characters_never_split_a_line() -> None:
     e = Event("state", "slurm", "1", "h", "evil\ndesc\r\x1b[31m", "PENDING", "RUNNING", detail="a\nb", time=T)
     line = format_text(e)
     assert "\n" not in line and "\r" not in line and "\x1b" not in line
-    assert line == '12:03:04 slurm 1@h "evil desc [31m": PENDING -> RUNNING (a b)'
+    assert line == '12:03:04 slurm 1@h "evil desc \\x1b[31m": PENDING -> RUNNING (a b)'
+
+
+def test_controls_and_bidi_overrides_are_shown_escaped_in_text_and_exact_in_json() -> None:
+    # ESC/BEL would retitle or clear the terminal; U+202E would make "DELIAF" display as "FAILED"
+    desc = "x\x1b]0;owned\x07\u202eDELIAF\u2066\x9b2J"
+    e = Event("state", "slurm", "1", "h", desc, "RUNNING", "COMPLETED\u202e", True, "success",
+              detail="ok\u202d", time=T)
+    line = format_text(e)
+    assert not any(c in line for c in "\x1b\x07\u202e\u2066\x9b\u202d"), line
+    assert line == ('12:03:04 slurm 1@h "x\\x1b]0;owned\\x07\\u202eDELIAF\\u2066\\x9b2J": '
+                    'RUNNING -> COMPLETED\\u202e (ok\\u202d)')
+    raw = format_json(e)
+    assert not any(c in raw for c in "\x1b\x07\u202e\u2066\x9b\u202d"), raw
+    data = json.loads(raw)
+    assert (data["description"], data["to"], data["detail"]) == (desc, "COMPLETED\u202e", "ok\u202d")
 
 
 def test_lines_are_bounded_in_text_and_json() -> None:
@@ -42,7 +57,8 @@ def test_json_has_every_documented_field() -> None:
     data = json.loads(format_json(e))
     assert set(data) == {"time", "kind", "type", "id", "host", "description", "from", "to",
                          "terminal", "outcome", "detail"}  # and seq, once the event is logged
-    assert data["time"] == "2026-11-29T12:03:04" and data["terminal"] is False and data["outcome"] is None
+    assert data["time"] == T.astimezone(timezone.utc).isoformat() and data["time"].endswith("+00:00")  # UTC inside
+    assert data["terminal"] is False and data["outcome"] is None
 
 
 def test_replayed_events_say_so() -> None:

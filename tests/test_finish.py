@@ -14,3 +14,16 @@ def test_a_batched_actions_output_goes_to_the_job_each_marker_line_names() -> No
     assert parts == {"17": "log: /a.out\nline 1\n",
                      "12_4": "log: /b.out\njobmon-ffffffffffffffff 17\nValueError: x\n"}
     assert finish.split("", marker) == {}
+
+
+def test_a_claim_says_when_in_utc_and_which_process_holds_it() -> None:
+    import os
+    from datetime import datetime, timezone
+
+    from jobmon import rules
+
+    change = rules.Change("state", "RUNNING", "FAILED", True, "failure", {"exit": "1:0"})
+    made = finish.claim(change, datetime(2026, 12, 1, 21, 30, tzinfo=timezone.utc), 7)
+    assert made["at"] == "2026-12-01T21:30:00+00:00" and made["seq"] == 7
+    assert made["pid"] == os.getpid() and isinstance(made["started"], int)
+    assert not finish.held(made)  # this process's own claim: never waited for

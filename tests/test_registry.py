@@ -6,7 +6,7 @@ import os
 import signal
 import subprocess
 import sys
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -188,12 +188,12 @@ def test_a_transaction_that_changes_nothing_does_not_rewrite(registry: Registry)
     assert registry.path.stat().st_ino != inode  # replaced by rename, never written in place
 
 
-def test_a_rewrite_keeps_the_file_mode_and_leaves_no_temp_file(registry: Registry) -> None:
+def test_a_rewrite_makes_the_file_private_and_leaves_no_temp_file(registry: Registry) -> None:
     _write(registry.path, [])
     registry.path.chmod(0o640)
     with registry.transaction() as entries:
         entries.append(Job(type="local", id="1"))
-    assert registry.path.stat().st_mode & 0o777 == 0o640
+    assert registry.path.stat().st_mode & 0o777 == 0o600
     assert sorted(p.name for p in registry.path.parent.iterdir()) == ["active_jobs.json", "active_jobs.json.lock"]
 
 
@@ -395,9 +395,9 @@ def test_history_skips_a_damaged_line(registry: Registry) -> None:
 def test_remove_moves_the_job_to_history(home: Home) -> None:
     for n in ("5", "6"):
         assert jobmon("add", *home.args(), "--type", "local", "--id", n, "--desc", f"job {n}").code == 0
-    before = datetime.now().replace(microsecond=0)
+    before = datetime.now(timezone.utc).replace(microsecond=0)
     ran = jobmon("remove", *home.args(), "--id", "5")
-    after = datetime.now()
+    after = datetime.now(timezone.utc)
     assert (ran.code, ran.out, ran.err) == (0, "", "removed local 5\n")
     assert [j["id"] for j in home.jobs()] == ["6"]
     (record,) = home.history()
@@ -473,12 +473,97 @@ def test_a_damaged_last_history_line_does_not_swallow_the_next_record(tmp_path: 
     assert [r["id"] for r in reg.history()] == ["1", "3"]
 
 
-def test_a_new_registry_gets_the_usual_file_mode(tmp_path: Path) -> None:
+def test_a_new_registry_is_private_whatever_the_umask(tmp_path: Path) -> None:
     reg = Registry(tmp_path / "active_jobs.json")
     old = os.umask(0o022)
     try:
         with reg.locked():
             reg.write([])
+        reg.append_history([{"id": "1"}])
     finally:
         os.umask(old)
-    assert reg.path.stat().st_mode & 0o777 == 0o644
+    assert {p.name: oct(p.stat().st_mode & 0o777) for p in tmp_path.iterdir()} == {
+        "active_jobs.json": "0o600", "active_jobs.json.lock": "0o600", "history.jsonl": "0o600"}
+
+
+# ---------------------------------------------------------------- links and hostile files (issue 12)
+
+LINK = "is a symbolic link; refused (jobmon never follows links to its own files)"
+
+
+def _victim(tmp_path: Path) -> Path:
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    return victim
+
+
+def test_a_watch_lock_linked_to_a_victim_is_refused_and_the_victim_untouched(home: Home, tmp_path: Path) -> None:
+    assert jobmon("add", "--type", "local", "--id", "1", *home.args()).code == 0
+    victim = _victim(tmp_path)
+    lock = home.registry.with_name("watch.lock")
+    lock.symlink_to(victim)
+    ran = jobmon("watch", "--once", *home.args())
+    assert ran.code == 3 and "Traceback" not in ran.err
+    assert [ln.split(" ", 1)[1] for ln in ran.lines()] == [f"jobmon-watch: fatal: {lock}: {LINK}"]
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_history_linked_to_a_victim_is_never_appended_to_by_remove(home: Home, tmp_path: Path) -> None:
+    assert jobmon("add", "--type", "local", "--id", "1", *home.args()).code == 0
+    victim = _victim(tmp_path)
+    history = home.registry.with_name("history.jsonl")
+    history.symlink_to(victim)
+    ran = jobmon("remove", "--id", "1", *home.args())
+    assert (ran.code, ran.out, ran.err) == (3, "", f"jobmon: {history}: {LINK}\n")
+    assert victim.read_text() == "precious\n"
+    assert [j["id"] for j in home.jobs()] == ["1"]  # not in history: so still registered, never lost
+
+
+def test_a_registry_lock_linked_to_a_missing_path_is_never_created_by_add(home: Home, tmp_path: Path) -> None:
+    home.registry.parent.mkdir(parents=True)
+    lock = home.registry.with_name("active_jobs.json.lock")
+    planted = tmp_path / "planted-by-someone"
+    lock.symlink_to(planted)
+    ran = jobmon("add", "--type", "local", "--id", "1", *home.args())
+    assert (ran.code, ran.out, ran.err) == (3, "", f"jobmon: {lock}: {LINK}\n")
+    assert not planted.exists() and not home.registry.exists()
+
+
+def test_a_registry_linked_elsewhere_is_refused_by_every_reader(home: Home, tmp_path: Path) -> None:
+    victim = _victim(tmp_path)
+    home.registry.parent.mkdir(parents=True)
+    home.registry.symlink_to(victim)
+    for command in (["list"], ["add", "--type", "local", "--id", "1"]):
+        ran = jobmon(*command, *home.args())
+        assert (ran.code, ran.out, ran.err) == (3, "", f"jobmon: {home.registry}: {LINK}\n")
+    assert victim.read_text() == "precious\n"
+
+
+def test_a_registry_nested_100000_deep_is_one_line_exit_3_and_untouched(home: Home) -> None:
+    home.registry.parent.mkdir(parents=True)
+    content = b"[" * 100000 + b"]" * 100000
+    home.registry.write_bytes(content)
+    for command in (["list"], ["add", "--type", "local", "--id", "1"], ["status"]):
+        ran = jobmon(*command, *home.args())
+        assert (ran.code, ran.out, ran.err) == (
+            3, "", f"jobmon: {home.registry}: not valid JSON (nested too deeply); left as it is\n")
+    assert home.registry.read_bytes() == content
+
+
+def test_a_history_line_nested_too_deep_is_skipped_like_a_damaged_one(registry: Registry) -> None:
+    registry.append_history([{"id": "1"}])
+    with open(registry.history_path, "a") as out:
+        out.write("[" * 100000 + "]" * 100000 + "\n")
+    registry.append_history([{"id": "3"}])
+    assert registry.history() == [{"id": "1"}, {"id": "3"}]
+
+
+def test_a_watch_log_linked_to_a_victim_is_refused_by_add_watch(home: Home, tmp_path: Path) -> None:
+    assert jobmon("add", "--type", "local", "--id", "1", *home.args()).code == 0
+    victim = _victim(tmp_path)
+    log = home.registry.with_name("watch.log")
+    log.symlink_to(victim)
+    ran = jobmon("add", "--type", "local", "--id", "2", "--watch", *home.args())
+    assert (ran.code, ran.out) == (3, "")
+    assert ran.err.splitlines()[-1] == f"jobmon: {log}: {LINK}"
+    assert victim.read_text() == "precious\n"

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+import uuid
 from pathlib import Path
 
+import pytest
 
 from conftest import REPO, Cluster, Home, jobmon, make_watcher
+from conftest import pids_with, still_running
 
 WRITER = """
 import sys
@@ -101,6 +105,8 @@ def test_killed_after_claiming_a_final_state_it_is_replayed_and_marked(home: Hom
     first.wait(timeout=30)
     (job,) = home.jobs()
     assert job["jobmon"]["final"]["to"] == "COMPLETED" and home.history() == []
+    assert job["jobmon"]["final"]["at"].endswith("+00:00")  # UTC, with its offset
+    assert job["jobmon"]["final"]["pid"] == first.pid  # whose claim: replayed below, now that it is gone
     (tmp_path / "go").touch()
     out, _ = watch(home, "--config", str(conf)).communicate(timeout=60)
     events = [json.loads(ln) for ln in out.splitlines()]
@@ -121,6 +127,89 @@ def test_a_stale_lock_of_a_dead_watcher_is_taken_over(home: Home, cluster: Clust
     third = jobmon("watch", "--once", "--json", *home.args())
     assert third.code == 0, third.err
     assert [(e["kind"], e["to"]) for e in third.events()] == [("state", "COMPLETED"), ("summary", None)]
+
+
+# ---------------------------------------------------------------- stops, kills and hung checks
+
+
+@pytest.fixture
+def hung(cluster: Cluster, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """An ssh that hangs (a dead network): (its processes' marker, the file it touches when called)."""
+    name = f"jobmon-hung-{uuid.uuid4().hex}"
+    called = tmp_path / "in-check"
+    cluster.fakebin.add("ssh", f"#!/usr/bin/env bash\ntouch {called}\nexec -a {name} sleep 300\n")
+    yield name, called
+    for pid in pids_with(name):  # only if a test failed: never leave them behind
+        os.kill(pid, signal.SIGKILL)
+
+
+def _start(home: Home, command: str, *extra: str) -> subprocess.Popen[str]:
+    assert jobmon("add", "--type", "slurm", "--id", "5", "--host", "h", *home.args()).code == 0
+    return subprocess.Popen([sys.executable, "-m", "jobmon", command, *extra, *home.args()], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+
+
+@pytest.mark.parametrize("command, sig, code", [
+    ("watch", signal.SIGINT, 0), ("watch", signal.SIGHUP, 0), ("poll", signal.SIGTERM, 0), ("status", signal.SIGINT, 130)])
+def test_a_stop_during_a_hung_check_kills_the_check_and_ends_at_once(home: Home, hung, command: str, sig: int,
+                                                                     code: int) -> None:  # type: ignore[no-untyped-def]
+    name, called = hung
+    proc = _start(home, command)
+    _wait_for(called.exists)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=10)  # the check's own timeout is 60 s: a guard, not a measurement
+    assert (proc.returncode, "Traceback" not in err) == (code, True), err[-2000:]
+    assert still_running(name) == []
+    if command == "watch":
+        assert out.splitlines()[-1][9:].startswith("watch stopped: still watching 1 job")
+    assert "errors" not in home.jobs()[0].get("jobmon", {})  # a check cut short is not a failed check
+
+
+@pytest.mark.parametrize("command", ["watch", "poll"])
+def test_nothing_outlives_a_killed_poller(home: Home, hung, command: str) -> None:  # type: ignore[no-untyped-def]
+    name, called = hung
+    proc = _start(home, command)
+    _wait_for(called.exists)
+    proc.kill()
+    proc.communicate(timeout=10)
+    assert still_running(name) == []  # at once: the check's own timeout is 60 s
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils' timeout, which bounds each command")
+def test_a_check_ends_at_its_timeout_even_when_jobmon_cannot_act(home: Home, hung, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name, called = hung
+    conf = tmp_path / "short.yaml"
+    conf.write_text("types: {slurm: {timeout: 1}}\n")
+    proc = _start(home, "watch", "--config", str(conf))
+    _wait_for(called.exists)
+    proc.send_signal(signal.SIGSTOP)  # frozen: its own timer cannot fire, nor can its parent die
+    try:
+        assert still_running(name, within=20) == []
+    finally:
+        proc.kill()
+        proc.send_signal(signal.SIGCONT)
+        proc.communicate(timeout=10)
+
+
+def test_a_claim_belongs_to_the_process_that_made_it(home: Home, cluster: Cluster, tmp_path: Path) -> None:
+    # `status` claims an end and runs on_failure; a watcher started meanwhile leaves the claim to it.
+    conf = tmp_path / "slow.yaml"
+    conf.write_text(f"types:\n  slurm:\n    on_failure: \"touch {tmp_path}/in-action; "
+                    f"while [ ! -e {tmp_path}/go ]; do sleep 0.05; done; echo diagnosed\"\n")
+    cluster.set("6", "FAILED", "1:0", "00:00:02")
+    assert jobmon("add", "--type", "slurm", "--id", "6", "--host", "h", *home.args()).code == 0
+    status = subprocess.Popen([sys.executable, "-m", "jobmon", "status", "--json", "--config", str(conf), *home.args()],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    _wait_for((tmp_path / "in-action").exists)
+    meanwhile = jobmon("watch", "--once", "--json", "--config", str(conf), *home.args())
+    assert meanwhile.code == 0, meanwhile.err
+    assert [e["kind"] for e in meanwhile.events()] == ["summary"]  # no replay: its claimant runs
+    (tmp_path / "go").touch()
+    out, err = status.communicate(timeout=60)
+    assert status.returncode == 0, err
+    ends = [e for e in home.logged() if e["kind"] == "state" and e["terminal"]]
+    assert [(e["id"], e["detail"], e.get("replayed", False)) for e in ends] == [("6", "exit 1:0, 00:00:02; diagnosed", False)]
+    assert [r["id"] for r in home.history()] == ["6"] and home.jobs() == []
 
 
 def _wait_for(condition, seconds: float = 60) -> None:  # type: ignore[no-untyped-def]

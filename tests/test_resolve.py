@@ -80,3 +80,14 @@ def test_the_same_id_back_is_nothing_to_say(runs: config.Config, monkeypatch: py
 def test_a_type_without_resolve_keeps_every_id(runs: config.Config, fakebin: FakeBin) -> None:
     assert resolve.resolve(runs, Job("slurm", "12", host="c")) == ("12", None)
     assert fakebin.calls() == []
+
+
+def test_json_nested_deeper_than_the_parser_is_bad_output_not_a_crash() -> None:
+    # a check's output is not trusted: "[" * 100000 is a failed check (one line), never a RecursionError
+    from jobmon import rules
+
+    nel = config.load(env={}).types["nel"]
+    deep = "[" * 100000 + "]" * 100000
+    for read in (lambda: resolve.ids_in(deep, nel), lambda: rules.parse_json(deep, nel, ["4aa7"])):
+        with pytest.raises(ValueError, match=r"^output is not JSON \(nested too deeply\)$"):
+            read()

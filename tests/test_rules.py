@@ -1,7 +1,7 @@
 """The rules on real captured output: text in, states and changes out, no processes."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -9,7 +9,7 @@ from jobmon import config, findings, rules
 from jobmon.rules import Book, Observation, Row
 from conftest import FIXTURES
 
-NOW = datetime(2026, 11, 29, 12, 0, 0)
+NOW = datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc)
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +111,13 @@ def test_failed_checks_keep_the_state_and_say_unreachable_once(types: config.Con
     assert step.book == Book()
 
 
+def test_an_end_written_by_hand_is_said_when_the_check_agrees(types: config.Config) -> None:
+    step = advance("COMPLETED", Observation(Row("COMPLETED", {})), slurm(types))
+    assert [(c.before, c.after, c.terminal, c.outcome) for c in step.changes] == [("", "COMPLETED", True, "success")]
+    assert advance("COMPLETED", Observation(Row("RUNNING", {})), slurm(types)).status == "RUNNING"
+    assert advance("COMPLETED", Observation(None, "timed out"), slurm(types)).status == "COMPLETED"  # kept
+
+
 def test_two_failures_then_success_say_nothing_about_reachability(types: config.Config) -> None:
     book = Book()
     for _ in range(2):
@@ -121,7 +128,7 @@ def test_two_failures_then_success_say_nothing_about_reachability(types: config.
 
 def test_missing_from_the_scheduler_is_not_yet_then_lost_after_the_grace_period(types: config.Config) -> None:
     step = advance("", Observation(None), slurm(types))
-    assert step.changes == () and step.status == "" and step.book.missing_since == "2026-11-29T12:00:00"
+    assert step.changes == () and step.status == "" and step.book.missing_since == "2026-11-29T12:00:00+00:00"
     later = advance("", Observation(None), slurm(types), step.book, NOW + timedelta(seconds=599))
     assert later.changes == ()
     lost = advance("", Observation(None), slurm(types), later.book, NOW + timedelta(seconds=600))
@@ -134,6 +141,40 @@ def test_seen_again_clears_the_missing_clock(types: config.Config) -> None:
     step = advance("PENDING", Observation(None), slurm(types))
     step = advance("PENDING", Observation(Row("PENDING", {})), slurm(types), step.book, NOW + timedelta(seconds=300))
     assert step.book.missing_since is None
+
+
+@pytest.fixture
+def tokyo(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """This process in Tokyo's time zone (UTC+9), for the test; the old zone after it."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_book_times_carry_their_offset_and_old_local_ones_still_read(types: config.Config, tokyo: None) -> None:
+    utc = datetime(2026, 11, 29, 12, 0, 0, tzinfo=timezone.utc)
+    step = advance("", Observation(None), slurm(types), now=utc)
+    assert step.book.missing_since == "2026-11-29T12:00:00+00:00"
+    # The same moment, stored by a jobmon in UTC, then read in Tokyo one second later: not lost.
+    assert advance("", Observation(None), slurm(types), step.book, utc + timedelta(seconds=1)).changes == ()
+    old = Book(missing_since="2026-11-29T21:00:00")  # naive, as older versions wrote it: local (Tokyo) time
+    assert Book.from_dict(old.to_dict()) == old
+    lost = advance("", Observation(None), slurm(types), old, utc + timedelta(seconds=600))
+    assert [c.after for c in lost.changes] == ["LOST"]
+    assert Book.from_dict({"missing_since": "yesterday", "grew_at": "noon"}) == Book()  # a hand edit: dropped
+
+
+def test_a_registration_in_utc_still_picks_the_sacct_row_of_its_local_submit_time(tokyo: None) -> None:
+    from jobmon import rows
+
+    # sacct prints the cluster's local time, naive; the registration is stored in UTC.
+    old, new = ({"id": "12", "submit": "2026-12-01T06:00:00"}, {"id": "12", "submit": "2026-12-02T06:00:00"})
+    assert rows.pick([old, new], "2026-11-30T21:05:00+00:00") == [old]  # 06:05 in Tokyo on the 1st
+    assert rows.pick([old, new], "2026-12-01 06:05") == [old]  # an older registration: naive local
 
 
 def test_book_round_trips_through_the_registry_dict() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import pids_with, still_running, wait_for
 from jobmon import run
 from jobmon.run import Result
 
@@ -30,30 +31,6 @@ exec -a "$(basename "$0")-sleeping" sleep 300
 """
 
 
-def _pids_with(marker: str) -> list[int]:
-    """Live processes whose command line holds ``marker`` (zombies have an empty one)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if marker.encode() in (entry / "cmdline").read_bytes():
-                found.append(int(entry.name))
-        except OSError:  # gone meanwhile
-            pass
-    return found
-
-
-def _still_running(marker: str, within: float = 10.0) -> list[int]:
-    """Poll a bounded while for SIGKILLed processes to be gone; return any that remain."""
-    deadline = time.monotonic() + within
-    pids = _pids_with(marker)
-    while pids and time.monotonic() < deadline:
-        time.sleep(0.05)
-        pids = _pids_with(marker)
-    return pids
-
-
 @pytest.fixture
 def marker(fakebin, tmp_path: Path) -> tuple[str, Path, Path]:
     """(marker, the executable, the file its processes write their pids to)."""
@@ -62,7 +39,7 @@ def marker(fakebin, tmp_path: Path) -> tuple[str, Path, Path]:
     pids.touch()
     exe = fakebin.add(name, MARKER_SCRIPT.format(pids=pids))
     yield name, exe, pids
-    for pid in _pids_with(name):  # only if a test failed: never leave them behind
+    for pid in pids_with(name):  # only if a test failed: never leave them behind
         try:
             os.kill(pid, 9)
         except ProcessLookupError:
@@ -176,7 +153,7 @@ def test_timeout_kills_the_whole_process_group(marker) -> None:
     assert result.kind == run.TIMEOUT
     assert result.duration < 30  # far less than the 300 s the processes would sleep
     assert len(pids.read_text().split()) == 2  # the child was up before the kill
-    assert _still_running(name) == []
+    assert still_running(name) == []
 
 
 def test_timeout_kills_a_background_child_of_bash(tmp_path: Path) -> None:
@@ -211,7 +188,7 @@ def test_children_left_by_a_finished_command_are_killed_and_its_output_kept(mark
     result = run.run(f"{exe} child & while [ ! -s {pids} ]; do sleep 0.01; done; echo started", 10)
     assert (result.kind, result.stdout) == (run.OK, "started\n")
     assert len(pids.read_text().split()) == 1
-    assert _still_running(name) == []
+    assert still_running(name) == []
 
 
 def test_a_command_that_ended_in_time_is_no_timeout_while_a_child_holds_its_output(marker) -> None:
@@ -219,7 +196,7 @@ def test_a_command_that_ended_in_time_is_no_timeout_while_a_child_holds_its_outp
     name, exe, pids = marker
     result = run.run(f"{exe} child & while [ ! -s {pids} ]; do sleep 0.01; done; echo started", 1)
     assert (result.kind, result.exit_code, result.stdout) == (run.OK, 0, "started\n")
-    assert _still_running(name) == []
+    assert still_running(name) == []
 
 
 # ---------------------------------------------------------------- bounded output
@@ -333,7 +310,7 @@ def test_spawn_returns_while_the_process_runs_on(marker) -> None:
     name, exe, pids = marker
     pid = run.spawn([str(exe), "child"], os.devnull)
     try:
-        assert _wait_for(lambda: pids.read_text().split() == [str(pid)])
+        assert wait_for(lambda: pids.read_text().split() == [str(pid)])
         stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         assert (int(stat[2]), int(stat[3])) == (pid, pid)  # process group and session of its own
     finally:
@@ -342,13 +319,6 @@ def test_spawn_returns_while_the_process_runs_on(marker) -> None:
             os.waitpid(pid, 0)
         except ChildProcessError:  # already reaped by subprocess' own bookkeeping
             pass
-    assert _still_running(name) == []
+    assert still_running(name) == []
 
 
-def _wait_for(condition, within: float = 30.0) -> bool:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True

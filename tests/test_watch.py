@@ -254,6 +254,25 @@ def test_a_claimed_final_state_is_replayed_after_a_crash(home: Home, cluster: Cl
     assert [r["id"] for r in home.history()] == ["12"]
 
 
+def test_a_claim_is_replayed_only_once_its_process_is_gone(home: Home, cluster: Cluster) -> None:
+    from jobmon import finish
+
+    other = subprocess.Popen(["sleep", "300"])
+    try:
+        final = {"from": "RUNNING", "to": "COMPLETED", "outcome": "success", "groups": {}, **finish.claimant(other.pid)}
+        add(home, Job("slurm", "18", host="c", last_status="COMPLETED", book=Book(final=final)))
+        watcher, out = make_watcher(home)
+        watcher.replay_claimed()
+        assert events(out) == [] and home.history() == []  # its claimant is alive: it finishes the job
+    finally:
+        other.kill()
+        other.wait()
+    watcher.replay_claimed()
+    (event,) = events(out)
+    assert (event["id"], event["replayed"]) == ("18", True)
+    assert home.jobs() == [] and [r["id"] for r in home.history()] == ["18"]
+
+
 def test_a_claimed_end_already_in_the_log_is_not_logged_again(home: Home, cluster: Cluster) -> None:
     # Killed after logging the end, before moving the job to history: the end is not repeated.
     from jobmon.eventlog import EventLog
@@ -269,6 +288,61 @@ def test_a_claimed_end_already_in_the_log_is_not_logged_again(home: Home, cluste
     assert events(out) == []
     assert [e["seq"] for e in home.logged()] == [1, 2]
     assert home.jobs() == [] and [r["id"] for r in home.history()] == ["17"]
+
+
+@pytest.mark.parametrize("final, why", [
+    ({"groups": ["x"]}, "jobmon.final.groups: is an array, not an object of strings"),
+    ({"groups": "x"}, "jobmon.final.groups: is the string 'x', not an object of strings"),
+    ({"to": 5}, "jobmon.final.to: is the number 5, not a state"),
+    ({"outcome": "maybe"}, "jobmon.final.outcome: is the string 'maybe', not success or failure"),
+    ({"groups": {"delegate_type": "slurm", "delegate_host": "c"}}, "jobmon.final.groups.delegate_id: is null, "
+                                                                    "not a job id of type slurm"),
+])
+def test_a_malformed_claim_is_said_once_and_set_aside_while_the_others_go_on(
+        home: Home, cluster: Cluster, final: dict, why: str) -> None:
+    good = {"from": "RUNNING", "to": "FAILED", "outcome": "failure", "groups": {"exit": "1:0", "elapsed": "00:00:01"}}
+    add(home, Job("slurm", "40", host="c", last_status="FAILED", book=Book(final={**good, **final})),
+        Job("slurm", "41", host="c", last_status="COMPLETED", book=Book(final={**good, "to": "COMPLETED",
+                                                                              "outcome": "success"})),
+        Job("slurm", "42", host="c", last_status="RUNNING"))
+    cluster.set("42", "COMPLETED")
+    watcher, out = make_watcher(home)
+    watcher.replay_claimed()
+    watcher.cycle(everything=True)
+    lines = events(out)
+    (error,) = [e["detail"] for e in home.logged() if e["kind"] == "error"]  # as logged: not cut to a line
+    assert error.startswith(f"job 40: {why}") and error.endswith(f"; not watched, left as it is in {home.registry}")
+    assert [(e["id"], e["to"], e.get("replayed", False)) for e in lines if e["kind"] == "state"] == [
+        ("41", "COMPLETED", True), ("42", "COMPLETED", False)]
+    (left,) = home.jobs()
+    assert left["id"] == "40" and left["jobmon"]["final"] == {**good, **final}  # untouched
+    watcher.replay_claimed()
+    assert watcher.cycle(everything=True) == [Job.from_dict(left)] and events(out) == []  # said once
+
+
+def test_a_claimed_end_the_watcher_would_not_run_is_set_aside(home: Home, cluster: Cluster, tmp_path: Path) -> None:
+    marker = tmp_path / "M"
+    final = {"from": "RUNNING", "to": "FAILED", "outcome": "failure", "groups": {}}
+    add(home, Job("slurm", "43", host=f"-oProxyCommand=touch {marker}", last_status="FAILED", book=Book(final=final)))
+    watcher, out = make_watcher(home)
+    watcher.replay_claimed()
+    watcher.cycle(everything=True)
+    (error,) = events(out)
+    assert error["kind"] == "error" and error["detail"].startswith("job 43: slurm: --host '-oProxyCommand=touch ")
+    assert not marker.exists() and cluster.ssh_calls() == []
+    assert [j["id"] for j in home.jobs()] == ["43"] and home.history() == []
+
+
+def test_a_hand_written_end_the_scheduler_agrees_with_is_said_once_and_moved_to_history(
+        home: Home, cluster: Cluster) -> None:
+    # An agent wrote last_status itself: jobmon has never said this end, so it says it now.
+    cluster.set("44", "COMPLETED", "0:0", "00:00:07")
+    add(home, Job("slurm", "44", host="c", last_status="COMPLETED"))
+    watcher, out = make_watcher(home)
+    assert watcher.cycle(everything=True) == []
+    (event,) = events(out)
+    assert (event["from"], event["to"], event["terminal"], event["detail"]) == (None, "COMPLETED", True, "exit 0:0, 00:00:07")
+    assert home.jobs() == [] and [r["id"] for r in home.history()] == ["44"]
 
 
 def test_hostile_registry_entries_are_reported_and_never_run(home: Home, cluster: Cluster, tmp_path: Path) -> None:
@@ -331,19 +405,77 @@ def test_a_corrupt_registry_is_the_watchers_last_line(home: Home) -> None:
     assert home.registry.read_text() == '[{"type": "slurm", "id": '
 
 
-def test_sigterm_stops_the_watcher_cleanly(home: Home, cluster: Cluster) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])  # SIGHUP: the terminal was closed
+def test_sigterm_stops_the_watcher_cleanly(home: Home, cluster: Cluster, sig: int) -> None:
     cluster.set("23", "RUNNING")
     assert jobmon("add", "--type", "slurm", "--id", "23", "--host", "c", *home.args()).code == 0
     proc = subprocess.Popen([sys.executable, "-m", "jobmon", "watch", "--interval", "30", *home.args()],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     first = proc.stdout.readline()  # blocks until the first event: no sleep needed
     assert first.endswith(" slurm 23@c: NEW -> RUNNING\n")
-    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(sig)
     rest, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0
     assert rest.splitlines()[-1][9:] == ("watch stopped: still watching 1 job (1 running): "
                                          f"run jobmon watch --interval 30 {' '.join(home.args())} again")
     assert home.jobs()[0]["last_status"] == "RUNNING"
+
+
+def test_sighup_ends_a_poller_after_its_cycle_and_it_lets_go(home: Home, cluster: Cluster) -> None:
+    from jobmon.registry import Registry, WatchLock
+
+    cluster.set("24", "RUNNING")
+    assert jobmon("add", "--type", "slurm", "--id", "24", "--host", "c", *home.args()).code == 0
+    proc = subprocess.Popen([sys.executable, "-m", "jobmon", "poll", "--interval", "30", *home.args()],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not [e for e in home.logged() if e["kind"] == "state"]:  # its first cycle is logged
+        assert proc.poll() is None
+    proc.send_signal(signal.SIGHUP)
+    out, err = proc.communicate(timeout=30)
+    assert (proc.returncode, out, "Traceback" in err) == (0, "", False)
+    lock = WatchLock(Registry(home.registry))
+    assert lock.acquire() is None  # let go
+    lock.release()
+
+
+def test_a_closed_stdout_ends_a_watch_cleanly(home: Home, cluster: Cluster) -> None:
+    # A one-shot command still checks and ends its jobs; a watch ends at its first line (its reader is gone).
+    for job_id, argv in (("25", ["watch", "--once"]), ("26", ["status"]), ("29", ["watch", "--interval", "0.05"])):
+        cluster.set(job_id, "COMPLETED")
+        assert jobmon("add", "--type", "slurm", "--id", job_id, "--host", "c", *home.args()).code == 0
+        proc = subprocess.run(["bash", "-c", 'exec "$@" >&-', "-", sys.executable, "-m", "jobmon", *argv,
+                               *home.args()], capture_output=True, text=True, timeout=60)
+        assert (proc.returncode, proc.stderr) == (0, ""), argv
+        if argv != ["watch", "--interval", "0.05"]:
+            assert home.jobs() == [] and home.history()[-1]["id"] == job_id
+
+
+def test_times_are_stored_in_utc_and_shown_in_local_time(home: Home, cluster: Cluster) -> None:
+    import os
+    from datetime import datetime, timedelta
+
+    def in_zone(zone: str, *argv: str):  # type: ignore[no-untyped-def]
+        return jobmon(*argv, *home.args(), env={**os.environ, "TZ": zone})
+
+    assert in_zone("UTC", "add", "--type", "slurm", "--id", "27", "--host", "c").code == 0
+    assert in_zone("UTC", "status").code == 0  # no row yet: missing since now
+    ran = in_zone("Asia/Tokyo", "status", "--json")  # a second later, nine hours east
+    assert [e["kind"] for e in ran.events()] == ["summary"], ran.out  # not LOST "for 9:00:00"
+    (job,) = home.jobs()
+    assert job["submitted"].endswith("+00:00") and job["jobmon"]["missing_since"].endswith("+00:00")
+    tokyo = (datetime.fromisoformat(job["submitted"]) + timedelta(hours=9)).strftime("%Y-%m-%d %H:%M")
+    assert f" {tokyo}" in in_zone("Asia/Tokyo", "list").out  # shown in local time
+    cluster.set("27", "COMPLETED")
+    ran = in_zone("Asia/Tokyo", "status")
+    (logged,) = [e for e in home.logged() if e["kind"] == "state"]
+    at = datetime.fromisoformat(logged["time"])
+    assert at.utcoffset() == timedelta(0)
+    assert ran.lines()[0].startswith((at + timedelta(hours=9)).strftime("%H:%M:%S "))  # shown in Tokyo time
+    (record,) = home.history()
+    assert record["finished"].endswith("+00:00") and record["submitted"] == job["submitted"]
+    assert in_zone("UTC", "add", "--type", "slurm", "--id", "28", "--host", "c").code == 0
+    assert in_zone("Asia/Tokyo", "remove", "--id", "28").code == 0
+    assert home.history()[-1]["removed"].endswith("+00:00")
 
 
 def test_key_events_and_diagnosis_reach_the_events(home: Home, tmp_path: Path) -> None:

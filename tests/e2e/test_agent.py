@@ -98,14 +98,14 @@ def _env(base: Path, ssh_cache: Path) -> dict[str, str]:
 
 def _watch(home: Home, env: dict[str, str], cwd: Path) -> Run:
     argv = [str(WATCH), "--for", FOR, "--json", *home.args()]
-    started, t0 = datetime.now(), time.monotonic()
+    started, t0 = datetime.now().astimezone(), time.monotonic()
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env, cwd=cwd,
                               stdin=subprocess.DEVNULL)
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"{shlex.join(argv)} still ran after {RUN_TIMEOUT} s (--for {FOR}); stdout so far:\n"
                              f"{exc.stdout!r}\nstderr:\n{exc.stderr!r}") from None
-    run = Run(argv, started, datetime.now(), time.monotonic() - t0, proc.returncode, proc.stdout.splitlines(),
+    run = Run(argv, started, datetime.now().astimezone(), time.monotonic() - t0, proc.returncode, proc.stdout.splitlines(),
               proc.stderr)
     n = len(list(cwd.glob("run*.txt"))) + 1
     (cwd / f"run{n}.txt").write_text(run.show() + "\n")  # kept beside the session, for a look afterwards

@@ -86,9 +86,13 @@ def test_ids_reach_the_remote_shell_as_one_literal_word(slurm: Slurm, home: Home
         f"&& touch {m}/m7 | touch {m}/m8",
         f"> {m}/m9 & touch {m}/m10",
         "$HOME ${PATH} ~root * ? [a] \\ \\n %s %n {a,b} !! #",
-        f"-oProxyCommand=touch {m}/m11",
         f"a\ttab; touch {m}/m12 \\",
     ]
+    # quoting keeps a value one word, but a word that starts with "-" is still an option: refused
+    option = f"-oProxyCommand=touch {m}/m11"
+    ran = jobmon("add", "--type", "echoid", f"--id={option}", "--host", slurm.host, "--config", str(conf), *home.args())
+    assert (ran.code, ran.err) == (2, f"jobmon: echoid: --id {option!r} is not valid: anything "
+                                      "(it would be read as an option)\n")
     for job_id in ids:
         ran = jobmon("add", "--type", "echoid", f"--id={job_id}", "--host", slurm.host, "--config", str(conf),
                      *home.args())
