@@ -166,6 +166,11 @@ class JobType:
                 return f"job type '{self.name}' needs --{spec.name}{hint}"
         return self.invalid(values)
 
+    def checked(self, values: Mapping[str, Any]) -> dict[str, str]:
+        """Of a job's values, those this type checks (its fields, host and user), as text."""
+        return {k: str(v) for k, v in values.items()
+                if (k in self.fields or k in BUILTIN_PATTERNS) and v is not None}
+
     def invalid(self, values: Mapping[str, str]) -> str | None:
         """Why one of these values may not reach a command (one line), or None: it fails its
         field's pattern, or it starts with "-". Quoting keeps a value one word, but a word that

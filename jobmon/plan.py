@@ -5,7 +5,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple
 
 from jobmon import template
 from jobmon.config import Config, JobType, Probe, Settings
-from jobmon.jobtype import BUILTIN_PATTERNS, row_vars
+from jobmon.jobtype import row_vars
 from jobmon.rows import NAMING
 from jobmon.registry import Job
 
@@ -58,9 +58,7 @@ def vetted(jtype: JobType, values: Mapping[str, Any]) -> Mapping[str, Any]:
     delegation), the job's fields, host and user are checked again as ``jobmon add`` checks
     them; each of a batch's jobs too. Raises ``Refused``."""
     for each in (values, *values.get("jobs", ())):
-        checked = {k: str(v) for k, v in each.items()
-                   if (k in jtype.fields or k in BUILTIN_PATTERNS) and v is not None}
-        problem = jtype.invalid(checked)
+        problem = jtype.invalid(jtype.checked(each))
         if problem is not None:
             raise Refused(problem)
     return values

@@ -375,7 +375,7 @@ def unwatchable(config: Config, registry: Registry, entry: Job | Invalid) -> str
     if entry.type not in config.types:
         return f"job {clip(entry.id, 24)}: unknown job type '{entry.type}'; left as it is in {registry.path}"
     jtype, _ = config.resolve(entry.type, entry.host)
-    reason = jtype.problem({k: str(v) for k, v in entry.values().items() if k in jtype.fields or k in ("host", "user")})
+    reason = jtype.problem(jtype.checked(entry.values()))
     if reason is None and entry.book.final:  # a claim is finished with actions: its values too
         reason = finish.claim_problem(config, entry.book.final)
     if reason is None:
