@@ -63,7 +63,7 @@ echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1
 """
 FAKE_SCONTROL = """#!/usr/bin/env bash
 for id in $(seq 1000 1999) $(seq 5000 5099); do  # the ids parts 1, 3 and 6 register
-  echo "JobId=$id JobName=bench JobState=RUNNING WorkDir=/tmp StdErr=/tmp/slurm-$id.out StdIn=/dev/null StdOut=/tmp/slurm-$id.out Power="
+  echo "JobId=$id JobName=bench JobState=RUNNING WorkDir=/tmp StdErr=$BENCH_LOGS/slurm-$id.out StdIn=/dev/null StdOut=$BENCH_LOGS/slurm-$id.out Power="
 done
 """
 
@@ -74,7 +74,12 @@ def fake_cluster(tmp: Path, latency: float) -> dict[str, str]:
     for name, text in (("ssh", FAKE_SSH), ("sacct", FAKE_SACCT), ("squeue", FAKE_SQUEUE), ("scontrol", FAKE_SCONTROL)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
+    logs = tmp / "logs"  # the jobs' own output files, which the progress probe stats
+    logs.mkdir(exist_ok=True)
+    for job_id in [*range(1000, 2000), *range(5000, 5100)]:
+        (logs / f"slurm-{job_id}.out").write_text(f"step 1 of job {job_id}\n")
     return {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "BENCH_LOG": str(tmp / "calls.log"),
+            "BENCH_LOGS": str(logs),
             "BENCH_LATENCY": str(latency), "XDG_CACHE_HOME": str(tmp / "cache")}
 
 
@@ -125,8 +130,9 @@ def polled(n: int, hosts: int, latency: float, config_file: str | None = None) -
             os.environ.update(old)
 
 
-def per_poll(n: int, hosts: int, latency: float, baseline: bool = True) -> dict[str, float]:
-    with polled(n, hosts, latency) as p:
+def per_poll(n: int, hosts: int, latency: float, baseline: bool = True, config_file: str | None = None
+             ) -> dict[str, float]:
+    with polled(n, hosts, latency, config_file) as p:
         p.watcher.cycle(everything=True)  # first sighting: NEW -> RUNNING for every job
         calls(p.tmp)
         start = time.monotonic()
@@ -144,6 +150,22 @@ def per_poll(n: int, hosts: int, latency: float, baseline: bool = True) -> dict[
         theirs = time.monotonic() - start
         their_calls = calls(p.tmp)
     return {"ours": ours, "theirs": theirs, "our_calls": our_calls, "their_calls": their_calls}
+
+
+PROBE_OFF = "types:\n  slurm:\n    stall_after: 0\n"  # no progress probe: the check as it was before
+
+
+def probe_cost(n: int, hosts: int, latency: float, rounds: int) -> dict[str, float]:
+    """A steady-state poll of ``n`` running jobs with the progress probe (a stat of every job's
+    log and the cluster's clock, in the same call) and without it: commands and wall time, the
+    best of ``rounds`` each (the extra time is small beside the machine's noise)."""
+    with tempfile.TemporaryDirectory() as d:
+        off = Path(d) / "probe-off.yaml"
+        off.write_text(PROBE_OFF)
+        on_runs = [per_poll(n, hosts, latency, baseline=False) for _ in range(rounds)]
+        off_runs = [per_poll(n, hosts, latency, baseline=False, config_file=str(off)) for _ in range(rounds)]
+    return {"on": min(r["ours"] for r in on_runs), "off": min(r["ours"] for r in off_runs),
+            "on_calls": on_runs[0]["our_calls"], "off_calls": off_runs[0]["our_calls"]}
 
 
 # ---------------------------------------------------------------- 6. mass completion
@@ -372,6 +394,17 @@ def main() -> int:
     for n, h in [] if args.quick else [(1200, 1), (500, 40)]:
         r = per_poll(n, h, args.latency, baseline=False)
         out.append(f"| {n} | {h} | {r['our_calls']} | – | {r['ours']:.2f} s | – | {r['ours'] / args.latency:.2f} | – |")
+        print(out[-1], file=sys.stderr)
+
+    out += ["", "### 1b. The progress probe (stalls): one poll of running jobs with it and without it",
+            f"Fake ssh latency {args.latency * 1000:.0f} ms. Each job has one log file, which the probe stats in the "
+            "same call as sacct and squeue (with the cluster's `date`). Best of 3 polls each.", "",
+            "| jobs | hosts | commands, probe on | commands, probe off | wall, probe on | wall, probe off | extra per poll |",
+            "|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, h in [(10, 1)] if args.quick else [(100, 1), (500, 1), (500, 10)]:
+        r = probe_cost(n, h, args.latency, 1 if args.quick else 3)
+        out.append(f"| {n} | {h} | {r['on_calls']} | {r['off_calls']} | {r['on']:.2f} s | {r['off']:.2f} s "
+                   f"| {(r['on'] - r['off']) * 1000:+.0f} ms |")
         print(out[-1], file=sys.stderr)
 
     out += ["", "### 2. A real ssh round trip (`ssh host true`) to sshd on 127.0.0.1", ""]

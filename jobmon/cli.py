@@ -251,6 +251,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             watcher.cycle(everything=True)
         finally:
             restore()
+            if watcher.notifier is not None:  # what this check found is told, as a poller's would be
+                watcher.notifier.drain()
         stopped = watcher.stop.is_set()
         entries = registry.read()
     summary = report.session(config, entries, registry.history())
@@ -280,9 +282,11 @@ def _stop_on_signals(*stops: Callable[[], None]) -> Callable[[], None]:
 
 
 def _watcher(args: argparse.Namespace, config: "Config", registry: "Registry"):  # type: ignore[no-untyped-def]
+    from jobmon.notify import notifier
     from jobmon.watch import Watcher
 
-    return Watcher(config, registry, _log(registry), interval=getattr(args, "interval", None))
+    return Watcher(config, registry, _log(registry), interval=getattr(args, "interval", None),
+                   notifier=notifier(config))
 
 
 def _log(registry: "Registry"):  # type: ignore[no-untyped-def]
@@ -310,14 +314,14 @@ def _durations(args: argparse.Namespace) -> None:
         raise Failure(f"--interval {interval}: must be a number of seconds greater than 0", USAGE)
 
 
-def parse_duration(text: str) -> float:
-    """``90s``, ``25m``, ``1h`` (or plain seconds) -> seconds."""
+def parse_duration(text: str, option: str = "--for") -> float:
+    """``90s``, ``25m``, ``1h``, ``2d`` (or plain seconds) -> seconds."""
     import re
 
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", text)
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text)
     if not match or not 0 < float(match.group(1)) < 1e9:  # 400 digits read as inf
-        raise Failure(f"--for {text!r}: expected a duration such as 90s, 25m or 1h", USAGE)
-    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[match.group(2)]
+        raise Failure(f"{option} {text!r}: expected a duration such as 90s, 25m or 1h", USAGE)
+    return float(match.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(2)]
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -472,6 +476,23 @@ def cmd_remove(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from jobmon import report
+    from jobmon.events import json_line, one_line
+
+    since = clock.now() - timedelta(seconds=parse_duration(args.since, "--since")) if args.since else None
+    jobs = report.ended(_registry(args).history(), since)
+    if args.json:
+        for item in report.as_json(jobs):
+            print(json_line(item))
+    else:
+        for line in report.table(jobs):
+            print(one_line(line))
+    return OK
+
+
 def cmd_types(args: argparse.Namespace) -> int:
     config = _config(args)
     for name, jtype in config.types.items():
@@ -574,6 +595,28 @@ def cmd_discover(args: argparse.Namespace) -> int:
     return FAILED if problems or skipped else OK
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    """``notify test``: one message to every ``notify:`` target, one line each on how it went."""
+    import getpass
+    import socket
+
+    from jobmon import notify
+    from jobmon.events import json_line
+
+    config = _config(args)
+    targets = config.notify.every()
+    if not targets:
+        raise Failure("notify test: the config names no notify: target (see the README, Notifications)")
+    where = f"{getpass.getuser()}@{socket.gethostname()}"
+    results = notify.test(targets, os.environ, f"jobmon test message from {where}: notifications reach you")
+    for target, sent in results:
+        if args.json:
+            print(json_line({"target": target.name, "sent": sent.ok, "why": sent.why}))
+        else:
+            print(f"{target.name}: {'sent' if sent.ok else 'not sent: ' + sent.why}")
+    return OK if all(sent.ok for _, sent in results) else FAILED
+
+
 def cmd_skill(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -662,6 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--id", required=True)
     p.add_argument("--type")
     p.add_argument("--host")
+    p = add("report", cmd_report, "the session's ended jobs: time, wait, CPU, memory and GPU use; totals; "
+                                  "the least efficient", [common])
+    p.add_argument("--since", metavar="DURATION", help="only jobs that ended in the last DURATION (90m, 12h, 1d)")
     add("types", cmd_types, "list job types and the files they come from", [common])
     add("check", cmd_check, "validate the config and exit", [common])
     p = add("render", cmd_render, "print the exact command a job's check runs", [common, job])
@@ -679,6 +725,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", default="project", help="project (the current folder) or user (your home)")
     p.add_argument("--dest", help="install under this folder instead of the current folder or home")
     p.add_argument("--force", action="store_true", help="replace a locally edited copy")
+    p = add("notify", cmd_notify, "send a test message to every notify: target, one line each", [common])
+    p.add_argument("action", choices=["test"])
     p = add("demo", cmd_demo, "run two local demo jobs and watch them to the end", [common])
     p.add_argument("--interval", type=float, default=1.0)
     return parser

@@ -9,6 +9,7 @@ have written is skipped, with one line saying why (trust.py): a config declares 
 from __future__ import annotations
 
 import fnmatch
+import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from jobmon.jobtype import (  # noqa: F401  (the records are config's vocabulary
     BATCH_VARS, BUILTIN_PATTERNS, CATEGORIES, CHECK_VARS, RESULT_VARS, STANDARD_FIELDS, Delegate, Discover,
     FieldSpec, JobType, JsonSpec, Pattern, Probe, build, build_patterns,
 )
+from jobmon.notify import Routes, Target, routes as notify_routes
 from jobmon.settings import Settings  # config.Settings too: plan and the tests name it so
 from jobmon.where import ConfigError, Where  # config.ConfigError too: cli and the tests catch it so
 
@@ -61,6 +63,7 @@ class Config:
     _cache: dict[tuple[str, tuple[str, ...]], tuple[JobType, Settings]] = field(
         default_factory=dict, repr=False, compare=False
     )
+    notify: Routes = field(default_factory=Routes, repr=False, compare=False)
 
     def resolve(self, type_name: str, host: str = "") -> tuple[JobType, Settings]:
         """The job type and settings in force for a host, after cluster overrides."""
@@ -71,6 +74,10 @@ class Config:
         if key not in self._cache:
             self._cache[key] = _build_for_clusters(self._raw, self._origins, type_name, names)
         return self._cache[key]
+
+    def notify_targets(self, type_name: str, host: str = "") -> tuple[Target, ...]:
+        """Who is told of a job of this type on this host (``notify:``, the most specific list)."""
+        return self.notify.targets(type_name, tuple(c.name for c in self.clusters if host and c.matches(host)))
 
 
 # ---------------------------------------------------------------- loading
@@ -183,12 +190,27 @@ def _read_yaml(path: Path, name: str) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{name}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_loader())  # a SafeLoader: no tag makes an object
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
         what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{name}{where}: YAML syntax error: {what}") from None
+
+
+@functools.cache
+def _loader() -> type:
+    """PyYAML's SafeLoader, except that a key is the word written: YAML 1.1 reads ``on:`` (a
+    notify target's kinds, as people write it) as ``true``."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            for key, _ in node.value:
+                if key.tag == "tag:yaml.org,2002:bool":
+                    key.tag = "tag:yaml.org,2002:str"
+            return super().construct_mapping(node, deep)
+    return Loader
 
 
 def _merge(
@@ -260,7 +282,8 @@ def _build(raw: dict[str, Any], origins: dict, files: tuple[str, ...]) -> Config
             if tname not in types:
                 raise where.error(("types", tname), _unknown_type(tname, types))
         clusters.append(Cluster(cname, tuple(body["hosts"])))
-    config = Config(settings, types, tuple(clusters), files, raw, origins)
+    routes = notify_routes(raw, origins, (p.name for t in types.values() for p in t.events))
+    config = Config(settings, types, tuple(clusters), files, raw, origins, notify=routes)
     for cluster in clusters:  # validate every override once, now, not at first use
         for tname in types:
             config._cache[(tname, (cluster.name,))] = _build_for_clusters(raw, origins, tname, (cluster.name,))

@@ -6,7 +6,7 @@ findings come out.
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple
 
 from jobmon.config import Pattern
 
@@ -200,15 +200,24 @@ def log_path(text: str, pattern: re.Pattern[str] | None) -> str | None:
     return ", ".join(paths) or None
 
 
-def metrics(text: str, patterns: Iterable[Pattern]) -> list[tuple[str, bool]]:
-    """Every result found in an on_complete output, e.g. ``MMLU-Pro: 42.3%``, and whether it
-    belongs in the summary line.
+class Found(NamedTuple):
+    """One result of an end action's output: what to say, whether the summary line shows it,
+    and the values its formulas computed (for the history record)."""
+
+    text: str
+    summary: bool
+    values: dict[str, Any]
+
+
+def metrics(text: str, patterns: Iterable[Pattern]) -> list[Found]:
+    """Every result found in an on_complete (or on_failure) output, e.g. ``MMLU-Pro: 42.3%``.
 
     A pattern with ``path`` reads the output as YAML (JSON is YAML) documents and says its
     ``text`` for each value at the path (``keys``: what the path's ``*`` took; ``value``); a
-    pattern with ``regex`` says its text for every match.
+    pattern with ``regex`` says its text for every match, after computing its ``values``. A
+    text that renders empty says nothing, though the values it computed are kept.
     """
-    out: list[tuple[str, bool]] = []
+    out: list[Found] = []
     docs: list[Any] | None = None
     for pattern in patterns:
         if pattern.path:
@@ -217,10 +226,38 @@ def metrics(text: str, patterns: Iterable[Pattern]) -> list[tuple[str, bool]]:
             for doc in docs:
                 for keys, value in walk(doc, pattern.path):
                     said = pattern.text.render(keys=keys, value=value) if pattern.text else f"{'.'.join(keys)}: {value}"
-                    out.append((" ".join(said.split()), pattern.summary))
-        else:
-            out += [(_say(pattern, m, text), pattern.summary) for m in pattern.regex.finditer(text)]
+                    out.append(Found(" ".join(said.split()), pattern.summary, {}))
+            continue
+        for match in pattern.regex.finditer(text):
+            values = measure(pattern, {k: (v or "").strip() for k, v in match.groupdict().items()})
+            said = _say(pattern, match, text, **{k: values.get(k) for k, _ in pattern.values})
+            kept = {k: v for k, v in values.items() if _scalar(v)}  # a history record is JSON
+            if said or kept:
+                out.append(Found(said, pattern.summary, kept))
     return out
+
+
+def _scalar(value: Any) -> bool:
+    import math
+
+    return isinstance(value, (str, bool, int)) or isinstance(value, float) and math.isfinite(value)
+
+
+def measure(pattern: Pattern, groups: Mapping[str, str]) -> dict[str, Any]:
+    """A metric's ``values``, each expression over the groups and the values before it; one
+    that cannot be computed from what the scheduler said (a job that never started has no
+    Start, a cluster without GPUs no gres/gpu) is left out, and so is what depends on it."""
+    import jinja2
+
+    known: dict[str, Any] = {}
+    for name, expression in pattern.values:
+        try:
+            value = expression(**groups, **{n: known.get(n) for n, _ in pattern.values})
+        except (jinja2.UndefinedError, ValueError, TypeError, ArithmeticError, KeyError, OverflowError):
+            continue
+        if value is not None and not isinstance(value, jinja2.Undefined):
+            known[name] = value
+    return known
 
 
 def _yaml_docs(text: str) -> list[Any]:

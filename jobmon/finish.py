@@ -31,10 +31,13 @@ class Outcome(NamedTuple):
     record: dict[str, Any]
 
 
-def event_for(job: Job, jtype: JobType, change: rules.Change, now: datetime, extra: str = "") -> Event:
+def event_for(job: Job, jtype: JobType, change: rules.Change, now: datetime, extra: str = "",
+              measured: Mapping[str, Any] | None = None) -> Event:
+    """``measured``: what the end action's metrics computed (``detail`` may say some of it
+    beside the row's own words: the time limit beside the elapsed time)."""
     detail = change.why
     if change.kind in ("state", "part") and jtype.detail is not None and change.groups:
-        values = plan.result_values(job, jtype, change)
+        values = {**plan.result_values(job, jtype, change), "measured": dict(measured or {})}
         if change.kind == "part":  # a part's end: said as its own end, though the job goes on
             part_state = change.after.rsplit(" ", 1)[-1]
             values.update(state=part_state, outcome=rules.outcome_of(jtype.category(part_state)),
@@ -165,29 +168,40 @@ def split(output: str, marker: str) -> dict[str, str]:
 def _outcome(e: Ending, said: Said | None, now: datetime) -> Outcome:
     """Say the job's end in one event, with the cause or the results its action found."""
     job, jtype, change, acting_type = e.job, e.jtype, e.change, e.acting_type
-    output, distilled, found = "", "", []
+    output, distilled = "", ""
+    found: list[findings.Found] = []
     if said is not None:
         full = rules.clean(said.stdout + ("\n" + said.stderr if said.stderr.strip() else ""))
         output = full[-ACTION_TAIL:]
         if said.ok or said.stdout.strip():
             if change.outcome == "failure":  # the cause short enough to leave room for the log's path
                 text = rules.clean(said.stdout)
+                measures = [p for p in acting_type.metrics if p.failure]
+                found = findings.metrics(text, measures)
+                for pattern in measures:  # the scheduler's figures are no cause
+                    text, full = pattern.regex.sub("", text), pattern.regex.sub("", full)
                 if acting_type.log is not None:  # the line naming the log is not a cause (an empty log)
                     text = acting_type.log.sub("", text)
                 cause = findings.diagnose(full, acting_type.diagnosis, {**e.values, **change.groups})
                 cause = clip(cause or distill(text), CAUSE_LIMIT)
                 where = findings.log_path(full, acting_type.log)
                 distilled = f"{cause} (log: {where})" if cause and where else cause or (f"log: {where}" if where else "")
+                distilled = "; ".join(t for t in (distilled, ", ".join(f.text for f in found if f.text)) if t)
             else:
                 found = findings.metrics(rules.clean(said.stdout), acting_type.metrics)
-                distilled = ", ".join(t for t, _ in found) if acting_type.metrics else distill(rules.clean(said.stdout))
+                distilled = ", ".join(f.text for f in found if f.text) if acting_type.metrics \
+                    else distill(rules.clean(said.stdout))
         else:
             distilled = said.why
-    event = event_for(job, jtype, change, now, distilled)
+    measured = {k: v for f in found for k, v in f.values.items()}
+    event = event_for(job, jtype, change, now, distilled, measured)
     record = {**job.to_dict(), "last_status": change.after, "outcome": change.outcome,
               "finished": clock.stamp(now), "detail": event.detail,
-              "metrics": [t for t, _ in found], "summary_metrics": [t for t, shown in found if shown],
+              "metrics": [f.text for f in found if f.text],
+              "summary_metrics": [f.text for f in found if f.text and f.summary],
               "action_output": output}
+    if measured:
+        record["measured"] = measured
     record.pop("jobmon", None)
     return Outcome(event, record)
 

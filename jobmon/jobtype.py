@@ -17,9 +17,9 @@ STANDARD_FIELDS = ("type", "id", "host", "user", "file", "description", "submitt
 CATEGORIES = ("missing", "pending", "running", "success", "failure")
 # Variables the engine adds, beside a job's fields, to each kind of template.
 CHECK_VARS = ("ssh",)
-BATCH_VARS = ("ssh", "ids", "jobs", "host", "user", "type")
+BATCH_VARS = ("ssh", "ids", "jobs", "host", "user", "type", "progress")  # progress: whether the type watches for stalls
 RESULT_VARS = ("ssh", "state", "previous", "outcome", "groups", "delegate", "parts_total", "parts_done",
-               "parts_failed", "failed_part")
+               "parts_failed", "failed_part", "measured")  # measured: an end's metric values, in detail
 ACTION_BATCH_VARS = BATCH_VARS + ("marker",)  # a batched action prints "<marker> <id>" before each job's part
 
 # Applied when a type declares no pattern of its own: a host is a hostname or ssh alias (never an
@@ -99,6 +99,10 @@ class Pattern:
     summary: bool = True  # metrics: also shown in the summary line (scores are; MaxRSS is not)
     each: bool = False  # events: said once per value of the regex's first group, not once in all
     field: str = ""  # events, diagnosis: match this named group of the job's row, not its output text
+    # metrics: named Jinja2 expressions over the groups (and the values before), in order: what
+    # goes to the history record, structured, and to the text; one that fails is left out.
+    values: tuple[tuple[str, Any], ...] = ()
+    failure: bool = False  # metrics: also read in on_failure's output (a failed job's efficiency)
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,27 @@ class Delegate:
     # Our states not believed once the other type has ended the job for settings.lost_after
     # (nel's PENDING after a TIMEOUT, while no autoresume comes): then the other's verdict stands.
     during: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What shows that a running job is alive, and how long it may show nothing (``stall_after``
+    seconds) before one STALLED line. A batched check prints, in its own output, a ``regex`` line
+    per log of a job (``id``; every other group, e.g. size and ``mtime``, is the mark that moves
+    when the job writes), the ``clock`` line of the host that read them (``now``, epoch seconds)
+    and, for a job about to stall, ``last`` lines (``id``, ``line``): its log's tail. Or the
+    check's ``row`` itself has values that move (nel's count of requests done). A read check's
+    mark is how far its log has grown, or, while a ``bar`` (``percent``) is open, the bar itself."""
+
+    regex: re.Pattern[str] | None
+    clock: re.Pattern[str] | None
+    last: re.Pattern[str] | None
+    bar: re.Pattern[str] | None
+    stall_after: float
+    row: tuple[str, ...] = ()
+
+
+DEFAULT_STALL_AFTER = 1800.0
 
 
 @dataclass(frozen=True)
@@ -156,6 +181,7 @@ class JobType:
     on_failure: Action | None
     sources: tuple[str, ...]
     resolve: Resolve | None = None  # ids may be abbreviations: expanded at add, matched to rows by prefix
+    progress: Progress | None = None  # no stall watch without one
 
     def problem(self, values: Mapping[str, str]) -> str | None:
         """Why these job values cannot be registered (one line), or None."""
@@ -239,7 +265,7 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
     for i, item in enumerate(raw):
         at = (key, str(i))
         owner = {"step": "events", "each": "events", "traceback": "diagnosis", "path": "metrics", "summary": "metrics",
-                 "field": "events or diagnosis"}
+                 "field": "events or diagnosis", "values": "metrics", "failure": "metrics"}
         for option, only in owner.items():
             if option in item and key not in only.split(" or "):
                 raise where.error(at + (option,), f"only for {only}")
@@ -257,6 +283,10 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
         names = {"keys", "value"} if item.get("path") else set(regex.groupindex) | {"line", "match"}
         if item.get("field"):
             names |= {"job"}  # the whole row's groups, beside the field's own match
+        if item.get("values") and item.get("path"):
+            raise where.error(at + ("values",), "only for a metric with a regex: its groups are what the values use")
+        values = _values(item.get("values") or {}, names, where, at + ("values",))
+        names |= {n for n, _ in values}
         text = _template(item.get("text"), names, where, at + ("text",), shell=False)
         if item.get("step", 1) <= 0:
             raise where.error(at + ("step",), "must be greater than 0")
@@ -264,7 +294,25 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
             raise where.error(at + ("each",), "needs a group in the regex: its value tells one occurrence from another")
         out.append(Pattern(name, regex, text, float(item.get("step", 0)), bool(item.get("traceback")),
                            item.get("path", ""), bool(item.get("summary", True)), bool(item.get("each")),
-                           item.get("field", "")))
+                           item.get("field", ""), values, bool(item.get("failure"))))
+    return tuple(out)
+
+
+def _values(raw: Any, names: set[str], where: Where, at: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
+    from jobmon import template
+
+    if not isinstance(raw, Mapping):
+        raise where.error(at, "expected a mapping of names to Jinja2 expressions")
+    out: list[tuple[str, Any]] = []
+    for name, source in raw.items():
+        if not re.fullmatch(r"[A-Za-z_]\w*", str(name)) or name in names:
+            raise where.error(at + (str(name),), "must be a new name (letters, digits, _), not a group of the regex")
+        if not isinstance(source, str):
+            raise where.error(at + (str(name),), "expected a Jinja2 expression (a string)")
+        try:
+            out.append((str(name), template.compile_expression(source, names | {n for n, _ in out})))
+        except template.TemplateError as exc:
+            raise where.error(at + (str(name),), str(exc)) from None
     return tuple(out)
 
 
@@ -443,6 +491,46 @@ def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, 
         on_complete=_action(body.get("on_complete"), "on_complete", result_vars, type_vars, where),
         on_failure=_action(body.get("on_failure"), "on_failure", result_vars, type_vars, where),
         sources=sources,
+        progress=_progress(body, probe, where),
+    )
+
+
+def _progress(body: Mapping[str, Any], probe: Probe, where: Where) -> Progress | None:
+    """progress: and stall_after: a batched check's lines need an ``id``; a read check has only a bar."""
+    raw = body.get("progress")
+    if raw is None:
+        if body.get("stall_after", 0) != 0:
+            raise where.error(("stall_after",), "needs progress: (what shows the job is alive)")
+        return None
+    after = float(body.get("stall_after", DEFAULT_STALL_AFTER))
+    if after < 0:
+        raise where.error(("stall_after",), "must be 0 (no stall watch) or more")
+    if after == 0:  # a cluster whose logs are costly to stat may turn the probe off
+        return None
+    if probe.read is not None:
+        wrong = next((k for k in ("regex", "clock", "last", "row") if k in raw), None)
+        if wrong:
+            raise where.error(("progress", wrong), "only for a batched check: a read check's progress is its log's growth")
+    else:
+        if probe.batch is None:
+            raise where.error(("progress",), "only for a batched check or a read check")
+        if "bar" in raw:
+            raise where.error(("progress", "bar"), "only for a read check")
+        if "regex" not in raw and not raw.get("row"):
+            raise where.error(("progress", "regex"), "missing: the lines that show a job's progress (or row: groups of the check's row)")
+        unknown = sorted(set(raw.get("row", ())) - row_vars(probe))
+        if unknown:
+            raise where.error(("progress", "row"), f"{unknown[0]} is not a group of the check's rows")
+    regex = _lines(_regex(raw["regex"], where, ("progress", "regex"), ("id",))) if "regex" in raw else None
+    if regex is not None and not set(regex.groupindex) - {"id"}:
+        raise where.error(("progress", "regex"), "no group beside id: nothing to tell progress by")
+    return Progress(
+        regex=regex,
+        clock=_lines(_regex(raw["clock"], where, ("progress", "clock"), ("now",))) if "clock" in raw else None,
+        last=_lines(_regex(raw["last"], where, ("progress", "last"), ("id", "line"))) if "last" in raw else None,
+        bar=_lines(_regex(raw["bar"], where, ("progress", "bar"), ("percent",))) if "bar" in raw else None,
+        stall_after=after,
+        row=tuple(raw.get("row", ())),
     )
 
 

@@ -8,6 +8,7 @@ from jobmon.config import Config, JobType, Probe, Settings
 from jobmon.jobtype import row_vars
 from jobmon.rows import NAMING
 from jobmon.registry import Job
+from jobmon.rules import stalling
 
 if TYPE_CHECKING:
     import jinja2
@@ -106,11 +107,20 @@ def command(group: Group, probe: Probe | None = None) -> str:
     if group.batched:
         first = group.jobs[0]
         values.update(ids=[j.id for j in group.jobs],
-                      jobs=[{**j.values(), "capture": needs_capture(j, group.jtype, probe)} for j in group.jobs],
-                      host=group.host, user=first.user, type=group.jtype.name)
+                      jobs=[batch_values(j, group.jtype, probe) for j in group.jobs],
+                      host=group.host, user=first.user, type=group.jtype.name, progress=group.jtype.progress is not None)
         return render(group.jtype, probe.batch, values)
     values.update(job_values(group.jobs[0], group.jtype))
     return render(group.jtype, probe.read if probe.read is not None else probe.command, values)
+
+
+def batch_values(job: Job, jtype: JobType, probe: Probe) -> dict[str, object]:
+    """One job as a batched check sees it: its values, what earlier checks captured (its log
+    paths, for the progress probe), its last state, and whether the check should still capture
+    its paths or bring its log's tail (it may be said STALLED)."""
+    blank = {name: "" for name in (probe.capture.groupindex if probe.capture is not None else ())}
+    return {**blank, **(job.book.captured or {}), **job.values(), "last_status": job.last_status,
+            "capture": needs_capture(job, jtype, probe), "stalling": stalling(job.book, jtype)}
 
 
 def needs_capture(job: Job, jtype: JobType, probe: Probe) -> bool:
@@ -141,6 +151,6 @@ def result_values(job: Job, jtype: JobType, change: "Change") -> dict[str, objec
     parts = {"parts_total": "", "parts_done": "", "parts_failed": "", "failed_part": ""}
     return {**blank_values(jtype), **parts, "delegate": "", **job_values(job, jtype), **(job.book.captured or {}),
             **failed, **change.groups, "state": change.after, "previous": change.before, "outcome": change.outcome,
-            "groups": dict(change.groups), "ssh": "",
+            "groups": dict(change.groups), "ssh": "", "measured": {},
             # the job's own names, whatever a row of one of its tasks called itself
             "id": job.id, "host": job.host, "type": job.type}

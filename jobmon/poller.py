@@ -54,6 +54,8 @@ class Poller:
             return False
         finally:
             self.lock.release()
+            if w.notifier is not None:  # the last ends are the ones people wait for
+                w.notifier.drain()
 
     def _sleep(self, stamp: tuple[int, int] | None) -> tuple[int, int] | None:
         """Until the next group is due; a change of the registry (a job added) wakes it at once."""

@@ -1,5 +1,7 @@
 """The session's summary line: every job registered in the session, the active ones and those
 that ended (from history), each counted under one word, with the results of completed jobs.
+And ``jobmon report``: the ended jobs' efficiency (what their end's metrics measured), totals
+and the worst offenders.
 
 "pending" is only what the scheduler says waits; a job no check has seen yet, one on an
 unreachable host, and a SUSPENDED one each have their own word, so none is mistaken for a job
@@ -11,6 +13,8 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from jobmon.config import Config
     from jobmon.registry import Entry
 
@@ -105,3 +109,139 @@ def still(summary: Summary) -> str:
     ``3 jobs (1 running, 2 pending)``."""
     n = summary.total
     return f"{n} job{'s' if n != 1 else ''} ({summary.words()})"
+
+
+# ---------------------------------------------------------------- `jobmon report`: ended jobs over history
+
+# The values an end's metrics compute that the report reads (slurm's efficiency metric gives
+# them; any type's metrics may): a record without them, older or of another type, shows "-".
+WAIT, ELAPSED, LIMIT, CPU, MEM, MEM_REQ, GPU_HOURS = (
+    "wait_s", "elapsed_s", "limit_s", "cpu_pct", "mem_pct", "mem_req", "gpu_hours")
+WORST = 3  # jobs named under each "lowest" list
+
+
+class Ended(NamedTuple):
+    """One ended job, as its last history record tells it."""
+
+    type: str
+    id: str
+    host: str
+    description: str
+    state: str
+    outcome: str
+    finished: str
+    measured: Mapping[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.type} {self.id}{'@' + self.host if self.host else ''}"
+
+    def number(self, name: str) -> float | None:
+        value = self.measured.get(name)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "id": self.id, "host": self.host, "description": self.description,
+                "state": self.state, "outcome": self.outcome, "finished": self.finished, **self.measured}
+
+
+class Totals(NamedTuple):
+    jobs: int
+    outcomes: dict[str, int]  # completed, failed -> jobs
+    failures: dict[str, int]  # a failed job's final state (FAILED, TIMEOUT, …) -> jobs
+    gpu_hours: float
+    lowest_cpu: tuple[Ended, ...]
+    lowest_mem: tuple[Ended, ...]
+
+
+def ended(history: Iterable[Mapping[str, Any]], since: "datetime | None" = None) -> list[Ended]:
+    """The jobs that ended (not those removed), the last record of each, finished at or after
+    ``since``, in the order they finished. A hand-edited record's odd values are read as absent."""
+    from jobmon import clock
+
+    last: dict[tuple[str, str, str], Mapping[str, Any]] = {}
+    for record in history:
+        if isinstance(record, Mapping):
+            key = (str(record.get("type", "")), str(record.get("id", "")), str(record.get("host", "")))
+            last.pop(key, None)  # a job registered again ends in its latest place
+            last[key] = record
+    out = []
+    for (type_, id_, host), record in last.items():
+        if record.get("removed") or record.get("outcome") not in ("success", "failure"):
+            continue
+        finished = clock.parse(str(record.get("finished", "")))
+        if since is not None and (finished is None or finished < since):
+            continue
+        measured = record.get("measured")
+        out.append(Ended(type_, id_, host, str(record.get("description") or ""), str(record.get("last_status") or ""),
+                         str(record["outcome"]), clock.stamp(finished) if finished else "",
+                         dict(measured) if isinstance(measured, Mapping) else {}))
+    return out
+
+
+def totals(jobs: Iterable[Ended]) -> Totals:
+    jobs = list(jobs)
+    outcomes = Counter("completed" if j.outcome == "success" else "failed" for j in jobs)
+    failures = Counter(j.state or "?" for j in jobs if j.outcome != "success")
+
+    def lowest(name: str) -> tuple[Ended, ...]:
+        known = [j for j in jobs if j.number(name) is not None]
+        return tuple(sorted(known, key=lambda j: j.number(name))[:WORST])  # type: ignore[arg-type,return-value]
+
+    return Totals(len(jobs), {w: outcomes[w] for w in ("completed", "failed") if outcomes[w]},
+                  dict(failures.most_common()), round(sum(j.number(GPU_HOURS) or 0 for j in jobs), 2),
+                  lowest(CPU), lowest(MEM))
+
+
+def _cell(job: Ended, name: str) -> str:
+    from jobmon.template import hms, size
+
+    value = job.number(name)
+    if value is None:
+        return "-"
+    if name in (WAIT, ELAPSED, LIMIT):
+        return hms(value)
+    if name == MEM and job.number(MEM_REQ) is not None:
+        return f"{value:.0f}% of {size(job.number(MEM_REQ))}"
+    return f"{value:.0f}%" if name == CPU or name == MEM else f"{value:g}"
+
+
+COLUMNS = (("JOB", None), ("STATE", None), ("ELAPSED", ELAPSED), ("LIMIT", LIMIT), ("WAITED", WAIT),
+           ("CPU", CPU), ("MEM", MEM), ("GPU-H", GPU_HOURS))
+
+
+def table(jobs: Iterable[Ended]) -> list[str]:
+    """A header and one line per job, columns aligned, then the totals and the worst offenders."""
+    jobs = list(jobs)
+    if not jobs:
+        return ["no ended jobs"]
+    cells = [[name for name, _ in COLUMNS] + ["DESCRIPTION"]]
+    for job in jobs:
+        cells.append([job.label, job.state or job.outcome] + [_cell(job, key) for _, key in COLUMNS[2:] if key]
+                     + [job.description])
+    widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1] for row in cells]
+    return [line.rstrip() for line in lines] + words(totals(jobs))
+
+
+def words(t: Totals) -> list[str]:
+    """``5 jobs: 3 completed, 2 failed (1 FAILED, 1 TIMEOUT); 21.6 GPU-hours``, then the lowest
+    efficiencies."""
+    said = [f"{n} {w}" for w, n in t.outcomes.items()]
+    if t.failures:
+        said[-1] += " (" + ", ".join(f"{n} {s}" for s, n in t.failures.items()) + ")"
+    lines = [f"{t.jobs} job{'s' if t.jobs != 1 else ''}: {', '.join(said)}; {t.gpu_hours:g} GPU-hours"]
+    for title, worst, name in (("lowest CPU", t.lowest_cpu, CPU), ("lowest memory", t.lowest_mem, MEM)):
+        if worst:
+            lines.append(f"{title}: " + ", ".join(f"{j.label} {_cell(j, name)}" for j in worst))
+    return lines
+
+
+def as_json(jobs: Iterable[Ended]) -> list[dict[str, Any]]:
+    """One object per job (``kind: job``, its measured values as numbers), then ``kind: totals``."""
+    jobs = list(jobs)
+    t = totals(jobs)
+    return [{"kind": "job", **j.to_dict()} for j in jobs] + [{
+        "kind": "totals", "jobs": t.jobs, "outcomes": t.outcomes, "failures": t.failures, "gpu_hours": t.gpu_hours,
+        "lowest_cpu": [{"type": j.type, "id": j.id, "host": j.host, CPU: j.number(CPU)} for j in t.lowest_cpu],
+        "lowest_mem": [{"type": j.type, "id": j.id, "host": j.host, MEM: j.number(MEM)} for j in t.lowest_mem]}]

@@ -13,7 +13,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 from jobmon import clock
 from jobmon import rows as owners
 from jobmon.config import JobType, Probe
-from jobmon.findings import field_events, key_events, walk
+from jobmon.findings import diagnose, field_events, key_events, line_at, walk
 from jobmon.ids import owners_of, short_ones
 
 UNREACHABLE = "UNREACHABLE"
@@ -40,6 +40,17 @@ class Observation(NamedTuple):
     note: str | None = None  # why there is no row (e.g. "/x.log: no such file"), said if it ends LOST
     part_rows: Mapping[str, Row] | None = None  # a batched check: the rows of the job's parts (array tasks)
     captured: tuple[Mapping[str, str], ...] = ()  # the check's capture lines for the job (its log paths)
+    progress: Mark | None = None  # what the type's progress probe saw of the job
+
+
+class Mark(NamedTuple):
+    """What a progress probe saw of one job at one moment, on the clock of the host that looked."""
+
+    mark: str  # changes whenever the job shows life (its logs' sizes and mtimes); "" nothing to tell by yet
+    now: float  # epoch seconds, on the clock of the host that read the mark (the cluster's, for slurm)
+    mtime: float | None = None  # the newest mtime among its logs, on that same clock
+    last: str = ""  # the tail of its log, when the check brought one: what STALLED quotes
+    bar: str | None = None  # a read check: the open progress bar's last line; "" a bar closed; None no bar line
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
@@ -176,6 +187,7 @@ class Answer(NamedTuple):
     parts: Mapping[str, Row] | None = None  # part id -> its row (an array's tasks)
     captured: tuple[Mapping[str, str], ...] = ()
     error: str | None = None  # nothing can be said of the job this time (the check, not the job, failed)
+    progress: Mark | None = None
 
 
 def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Probe | None = None, *,
@@ -190,7 +202,9 @@ def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Prob
     probe = probe or jtype.check
     if probe.json is not None:
         return {i: Answer(r) for i, r in parse_json(output, jtype, jobs, probe).items()}
-    lines = output.splitlines()
+    # Lines end at "\n" only: a log's tail in the output (progress.last) may hold \f or U+2028,
+    # and must not make a line of its own that reads as a row.
+    lines = output.split("\n")
     verdict = {} if failed else owners.assign(_groups(lines, probe.regexes), jobs)
     live = owners.assign(_groups(lines, probe.live.regexes), jobs) if probe.live and not live_failed else {}
     captured: dict[str, list[Mapping[str, str]]] = {}
@@ -198,6 +212,7 @@ def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Prob
         for groups in _groups(lines, (probe.capture,)):
             if groups.get("id") in jobs:
                 captured.setdefault(groups["id"], []).append(groups)
+    marks = read_marks(output, jtype, jobs) if probe is jtype.check else {}
     out: dict[str, Answer] = {}
     for job_id in jobs:
         v, lv = verdict.get(job_id), live.get(job_id)
@@ -211,8 +226,74 @@ def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Prob
             # and "pending" may be accounting that has not heard of the start yet.
             error, row = f"{row.state} not confirmed: {live_failed}", None
         if row is not None or error or job_id in captured:
-            out[job_id] = Answer(row, parts or None, tuple(captured.get(job_id, ())), error)
+            out[job_id] = Answer(row, parts or None, tuple(captured.get(job_id, ())), error, marks.get(job_id))
     return out
+
+
+def read_marks(output: str, jtype: JobType, ids: Iterable[str]) -> dict[str, Mark]:
+    """A batched check's progress lines, per job: the mark of its logs (every group of a line but
+    ``id``, so the size and the mtime together), their newest mtime, and the clock of the host
+    that read them. Without that clock nothing is judged: the watcher's own clock is not the one
+    the mtimes were written by."""
+    spec = jtype.progress
+    if spec is None or spec.regex is None or spec.clock is None:
+        return {}
+    clock_line = spec.clock.search(output)  # the first: it comes before any line a log holds
+    try:
+        now = float(clock_line.group("now")) if clock_line else None
+    except ValueError:
+        now = None
+    if now is None:
+        return {}
+    wanted = set(ids)
+    logs: dict[str, list[str]] = {}
+    mtimes: dict[str, list[float]] = {}
+    for match in spec.regex.finditer(output):
+        groups = {k: (v or "").strip() for k, v in match.groupdict().items()}
+        job_id = groups.pop("id")
+        if job_id not in wanted:
+            continue
+        logs.setdefault(job_id, []).append("|".join(f"{k}={v}" for k, v in sorted(groups.items())))
+        if groups.get("mtime", "").isdigit():
+            mtimes.setdefault(job_id, []).append(float(groups["mtime"]))
+    tails: dict[str, list[str]] = {}
+    for match in spec.last.finditer(output) if spec.last is not None else ():
+        tails.setdefault(match.group("id"), []).append(match.group("line"))
+    return {job_id: Mark(";".join(sorted(logs.get(job_id, []))), now, max(mtimes.get(job_id, []), default=None),
+                         "\n".join(tails.get(job_id, [])))
+            for job_id in wanted}
+
+
+def read_mark(text: str, offset: int, jtype: JobType, now: float) -> Mark | None:
+    """A read check's progress: how far its log has grown, on this machine's clock (the log is
+    read here). While a progress bar is open (under 100 %), the bar's own line is what moves:
+    a calibration that hangs while other lines still come is a stall too."""
+    spec = jtype.progress
+    if spec is None:
+        return None
+    bar = None
+    found = list(spec.bar.finditer(text)) if spec.bar is not None else []
+    if found:
+        try:
+            open_ = float(found[-1].group("percent")) < 100
+        except ValueError:
+            open_ = False
+        bar = line_at(text, found[-1].start()).strip() if open_ else ""
+    return Mark(str(offset), now, None, text[-TAIL:], bar)
+
+
+TAIL = 2048  # characters of a log's tail kept for what STALLED quotes
+
+
+def row_mark(row: Row | None, jtype: JobType, now: float) -> Mark | None:
+    """Progress a check's row tells by itself (nel's count of requests done), on the clock of
+    the machine that read it. A value with no digit in it (null, "unknown") tells nothing."""
+    spec = jtype.progress
+    if spec is None or not spec.row or row is None:
+        return None
+    values = [row.groups.get(name, "") for name in spec.row]
+    counted = any(ch.isdigit() for value in values for ch in value)
+    return Mark("|".join(values) if counted else "", now)
 
 
 def _groups(lines: list[str], regexes: Iterable[re.Pattern[str]]) -> list[dict[str, str]]:
@@ -293,6 +374,9 @@ class Book(NamedTuple):
     grew_at: str | None = None  # when a read check last found new text
     captured: Mapping[str, str] | None = None  # named groups of key events (e.g. a Slurm job id) and capture lines
     parts_captured: Mapping[str, Mapping[str, str]] | None = None  # capture lines of the job's parts, by raw id
+    # the progress probe: its last mark, when (``at``) it was read and since when (``since``) it has
+    # not moved, on the clock of the host that read it; whether STALLED was said; the bar, the tail
+    progress: Mapping[str, object] | None = None
 
     def to_dict(self) -> dict[str, object]:
         out = {k: v for k, v in self._asdict().items() if v not in (None, 0, False, ())}
@@ -305,7 +389,7 @@ class Book(NamedTuple):
         """Values of the wrong kind (a hand-edited registry) fall back to the defaults."""
         kinds = {"errors": int, "unreachable": bool, "missing_since": str, "last_error": str,
                  "final": dict, "seen": list, "offset": int, "grew_at": str, "captured": dict, "parts": dict,
-                 "parts_captured": dict}
+                 "parts_captured": dict, "progress": dict}
         known = {k: data[k] for k, kind in kinds.items()
                  if isinstance(data.get(k), kind) and not (kind is int and isinstance(data.get(k), bool))}
         if "seen" in known:
@@ -367,7 +451,7 @@ def advance(
                               f"checks work again after {book.errors} failures"))
     book = Book()._replace(missing_since=book.missing_since, seen=book.seen, offset=book.offset,
                            grew_at=book.grew_at, captured=book.captured, parts=book.parts,
-                           parts_captured=book.parts_captured)
+                           parts_captured=book.parts_captured, progress=book.progress)
     if obs.captured:
         book = _capture(book, obs.captured, bool(obs.part_rows or book.parts))
     if obs.text and jtype.events:
@@ -407,7 +491,79 @@ def advance(
         found = field_events(row.groups, jtype.events, book.seen)
         changes += [Change("event", state, name, False, None, groups, text) for name, text, groups in found]
         book = book._replace(seen=book.seen + tuple(name for name, _, _ in found))
-    return Step(state, book, tuple(changes))
+    book, said = stall(book, obs.progress, jtype, state)
+    return Step(state, book, tuple(changes) + said)
+
+
+STALLED = "STALLED"
+RESUMED = "RESUMED"
+
+
+def stall(book: Book, seen: Mark | None, jtype: JobType, state: str) -> tuple[Book, tuple[Change, ...]]:
+    """A running job whose mark has not moved for the type's ``stall_after``: one STALLED line,
+    with how long and the last meaningful line of its log; one RESUMED line when it moves again.
+    Never an end: the job's state is the scheduler's.
+
+    Every time compared is on the clock of the host that read the mark. A job is stalled only
+    once its mark has been read twice alike; a mark that moved dates its move by its mtime only
+    if that falls after the previous look that saw a mark (a stale mtime, as NFS may show, dates
+    nothing), else by the look that saw it move."""
+    spec = jtype.progress
+    if spec is None or seen is None:
+        return book, ()
+    before = dict(book.progress or {})
+    bar = seen.bar if seen.bar is not None else str(before.get("bar") or "")
+    mark = f"bar {bar}" if bar else seen.mark
+    at, since = _seconds(before.get("at")), _seconds(before.get("since"))
+    if not mark:  # no log yet: only when it was looked at, which dates the first mark
+        return book._replace(progress={**before, "at": seen.now}), ()
+    running = jtype.category(state) == "running"
+    if mark != before.get("mark") or since is None or not running:
+        # An mtime before the previous look contradicts the mark that look saw: it is stale.
+        seen_before = at if before.get("mark") else None
+        dated = seen.mtime is not None and (seen_before is None or seen.mtime > seen_before) and seen.mtime <= seen.now
+        moved_at = seen.mtime if dated and running else seen.now
+        said: tuple[Change, ...] = ()
+        if before.get("stalled") and running and since is not None:
+            said = (Change("event", state, RESUMED, False, None, {},
+                           f"moving again after {_duration(max(0.0, moved_at - since))} without progress"),)
+        # a tail from before the move is no longer the log's: only this look's is kept
+        kept = {k: v for k, v in (("bar", bar), ("tail", seen.last)) if v}
+        return book._replace(progress={"mark": mark, "at": seen.now, "since": moved_at, **kept}), said
+    quiet = seen.now - since
+    tail = seen.last or str(before.get("tail") or "")
+    progress = {**before, "at": seen.now, **({"tail": tail} if tail else {})}
+    if quiet < spec.stall_after or before.get("stalled"):
+        return book._replace(progress=progress), ()
+    last = f"the bar stands at: {bar[:200]}" if bar else meaningful(tail, jtype)
+    why = f"no progress for {_duration(quiet)}" + (f"; {last}" if bar else f"; last: {last}" if last else "")
+    return book._replace(progress={**progress, "stalled": True}), (Change("event", state, STALLED, False, None, {}, why),)
+
+
+def stalling(book: Book, jtype: JobType) -> bool:
+    """Whether a job may be said STALLED soon: then its check also brings its log's tail, which
+    STALLED quotes (a tail for every job at every poll would cost more than it tells)."""
+    progress = book.progress or {}
+    at, since = _seconds(progress.get("at")), _seconds(progress.get("since"))
+    if jtype.progress is None or progress.get("stalled") or at is None or since is None:
+        return False
+    return at - since >= jtype.progress.stall_after / 2
+
+
+def meaningful(tail: str, jtype: JobType) -> str:
+    """The line of a log's tail worth quoting: what the type's diagnosis finds (the last NCCL
+    warning, a traceback's exception), else the last line that is not blank."""
+    text = clean(tail)
+    found = diagnose(text, jtype.diagnosis)
+    if found:
+        return found[:200]
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:200] if lines else ""
+
+
+def _seconds(value: object) -> float | None:
+    """A time kept in the book (hand edits included): a number, or None."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 PROGRESS = "PROGRESS"

@@ -107,12 +107,17 @@ def describe(value: Any, *, json: bool = False) -> str:
 FIELD = {"required": BOOL, "pattern": STR, "help": STR, "default": STR}
 
 # A named pattern: key events (with `step` for progress), diagnosis (`traceback: true` for the
-# last Python traceback), metrics (`path` into YAML/JSON output instead of `regex`).
+# last Python traceback), metrics (`path` into YAML/JSON output instead of `regex`; `values`:
+# named formulas over the regex's groups; `failure`: also read in on_failure's output).
 PATTERN = {"name": STR, "regex": STR, "text": STR, "step": NUM, "each": BOOL, "traceback": BOOL, "path": STR,
-           "summary": BOOL, "field": STR}
+           "summary": BOOL, "field": STR, "values": MapOf(STR), "failure": BOOL}
 
 # on_complete / on_failure: one job's command, or one command for all of a host's ending jobs.
 ACTION = Either(STR, {"batch": STR, "batch_size": INT})
+
+# Where people are told (jobmon/notify.py): an apprise URL alone (the default kinds), or with
+# the kinds it wants and how long one send may take.
+NOTIFY = ListOf(Either(STR, {"url": STR, "on": ListOf(STR), "timeout": NUM}))
 
 PROBE = {
     "command": STR,
@@ -157,6 +162,11 @@ JOB_TYPE: Schema = {
     "on_complete": ACTION,
     "on_failure": ACTION,
     "action_timeout": NUM,
+    "notify": NOTIFY,
+    # what shows a running job is alive (its logs' sizes and mtimes, a tqdm bar), and how long it
+    # may show nothing before one STALLED line
+    "progress": {"regex": STR, "clock": STR, "last": STR, "bar": STR, "row": ListOf(STR)},
+    "stall_after": NUM,
 }
 
 SETTINGS: Schema = {
@@ -178,6 +188,7 @@ CLUSTER: Schema = {
     "hosts": ListOf(STR),
     "settings": SETTINGS,
     "types": MapOf(JOB_TYPE),
+    "notify": NOTIFY,
 }
 
 MONITOR: Schema = {
@@ -185,6 +196,7 @@ MONITOR: Schema = {
     "diagnosis": ListOf(PATTERN),
     "types": MapOf(JOB_TYPE),
     "clusters": MapOf(CLUSTER),
+    "notify": NOTIFY,
 }
 
 CHECKERS = MapOf(JOB_TYPE)

@@ -6,6 +6,7 @@ crosses ssh (two shells) is still one literal word per value on the far side.
 """
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any, Iterable, Mapping
 
@@ -57,6 +58,7 @@ def _make_env(*, shell: bool) -> jinja2.Environment:
         extensions=[RemoteExtension] if shell else [],
     )
     env.filters["signal_name"] = signal_name
+    env.filters.update(MEASURES)
     return env
 
 
@@ -68,6 +70,74 @@ def signal_name(number: Any) -> str:
         return signal.Signals(int(str(number))).name
     except ValueError:
         return ""
+
+
+# Filters for formulas over what a scheduler prints (metrics' ``values``): each reads one of
+# its usual spellings and raises ValueError on any other, so that a value it cannot compute is
+# left out, never guessed.
+_DURATION = re.compile(r"(?:(\d+)-)?(?:(\d+):)?(\d+):(\d+(?:\.\d+)?)")
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+
+
+def number(text: Any) -> float | int:
+    """``"8"`` -> 8, ``"2.5"`` -> 2.5; unlike Jinja2's ``int``, never 0 for ``UNLIMITED``."""
+    value = float(str(text).strip())
+    return int(value) if value.is_integer() else value
+
+
+def seconds(text: Any) -> float:
+    """``1-02:03:04``, ``02:03:04``, ``03:04.5`` (sacct's Elapsed, TotalCPU) or plain seconds."""
+    text = str(text).strip()
+    match = _DURATION.fullmatch(text)
+    if match is None:
+        return float(text)
+    days, hours, minutes, secs = match.groups()
+    return int(days or 0) * 86400 + int(hours or 0) * 3600 + int(minutes) * 60 + float(secs)
+
+
+def hms(value: Any) -> str:
+    """Seconds as SLURM prints a duration: ``02:41:07``, ``1-02:00:00``."""
+    total = int(round(float(value)))
+    if total < 0:
+        raise ValueError(f"negative duration {total}")
+    days, rest = divmod(total, 86400)
+    text = f"{rest // 3600:02d}:{rest % 3600 // 60:02d}:{rest % 60:02d}"
+    return f"{days}-{text}" if days else text
+
+
+def to_bytes(text: Any) -> float:
+    """``2.5G``, ``4000M``, ``500K``, ``1024`` (binary units, as SLURM's) -> bytes; a trailing
+    ``n`` or ``c`` (per node, per CPU in older ReqMem) is dropped."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)([KMGTP]?)[nc]?\s*", str(text), re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"not a size: {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2).upper()]
+
+
+def size(value: Any) -> str:
+    """Bytes in the largest binary unit that keeps a number >= 1: ``64G``, ``2.5G``, ``512M``."""
+    amount = float(value)
+    for unit in ("P", "T", "G", "M", "K"):
+        if amount >= _UNITS[unit]:
+            return f"{amount / _UNITS[unit]:.1f}".removesuffix(".0") + unit
+    return f"{amount:.0f}"
+
+
+def epoch(text: Any) -> float:
+    """An ISO time (sacct's Submit, Start: the cluster's local time) -> seconds, for differences."""
+    from datetime import datetime, timezone
+
+    when = datetime.fromisoformat(str(text).strip())
+    return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
+
+
+def pairs(text: Any, sep: str = ",", eq: str = "=") -> dict[str, str]:
+    """``billing=2,cpu=2,gres/gpu=8`` -> a mapping (SLURM's TRES lists)."""
+    return dict(p.split(eq, 1) for p in str(text).split(sep) if eq in p)
+
+
+MEASURES = {"number": number, "seconds": seconds, "hms": hms, "bytes": to_bytes, "size": size, "epoch": epoch,
+            "pairs": pairs}
 
 
 def _plain(value: Any) -> str:
@@ -115,6 +185,20 @@ def compile_template(source: str, allowed: Iterable[str], *, shell: bool) -> jin
         known = ", ".join(sorted(allowed))
         raise TemplateError(f"unknown variable {', '.join(unknown)} (known: {known})")
     return env.from_string(source)
+
+
+def compile_expression(source: str, allowed: Iterable[str]) -> Any:
+    """A Jinja2 expression (``(start | epoch) - (submit | epoch)``), parsed once, refusing unknown
+    variables as ``compile_template`` does; called with the values, it returns a Python value."""
+    env = text_env()
+    try:
+        expression = env.compile_expression(source, undefined_to_none=False)
+        unknown = sorted(jinja2.meta.find_undeclared_variables(env.parse("{{ (" + source + ") }}")) - set(allowed))
+    except jinja2.TemplateSyntaxError as exc:
+        raise TemplateError(f"expression syntax error: {exc.message}") from None
+    if unknown:
+        raise TemplateError(f"unknown variable {', '.join(unknown)} (known: {', '.join(sorted(allowed))})")
+    return expression
 
 
 def render(template: jinja2.Template, values: Mapping[str, Any]) -> str:

@@ -21,6 +21,7 @@ from jobmon import clock, digest, finish, findings, logfile, parallel, rules, ru
 from jobmon.config import Config, JobType
 from jobmon.eventlog import EventLog
 from jobmon.events import Event, clip, one_line
+from jobmon.notify import Notifier
 from jobmon.registry import Invalid, Job, Registry
 from jobmon.waits import Waits, spoken
 
@@ -34,6 +35,7 @@ class Watcher:
     log: EventLog
     interval: float | None = None  # --interval: wins over every configured interval
     echo: Callable[[list[Event]], None] | None = None  # also shown at once (``jobmon status``)
+    notifier: Notifier | None = None  # people told of what was logged (``notify:``)
     stop: threading.Event = field(default_factory=threading.Event)
     _due: dict[tuple[str, str], float] = field(default_factory=dict)
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -230,6 +232,10 @@ class Watcher:
             logger.warning("check of {} on {}: {}", jtype.name, group.host or "localhost", failure)
         one = not group.batched
         blank = rules.Answer(None)
+        if probe is jtype.check:  # a count in the row (nel's requests done) is read here: this machine's clock
+            now = clock.now().timestamp()
+            answers = {i: a if a.progress else a._replace(progress=rules.row_mark(a.row, jtype, now))
+                       for i, a in answers.items()}
         return {job.key: _observed(answers.get(job.id, blank), text if one else "") for job in group.jobs}
 
     def _read(self, job: Job, jtype: JobType, path: str) -> rules.Observation:
@@ -246,7 +252,9 @@ class Watcher:
         text = rules.clean(chunk.text)
         # A log that shrank was written anew (a relaunch with `>`): its parts start over.
         row, parts = rules.parse_log(text, jtype, {} if chunk.restarted else (job.book.parts or {}))
-        return rules.Observation(row, text=text, offset=chunk.offset, grew=chunk.grew, parts=parts)
+        # Its progress on this machine's clock: the log is read here, so its growth is seen here.
+        mark = rules.read_mark(text, chunk.offset, jtype, clock.now().timestamp())
+        return rules.Observation(row, text=text, offset=chunk.offset, grew=chunk.grew, parts=parts, progress=mark)
 
     def _schedule(self, group: planner.Group, ok: bool) -> None:
         interval = self.interval or group.jtype.interval
@@ -303,10 +311,13 @@ class Watcher:
         self._to_history(outcomes)
 
     def _say(self, events: list[Event]) -> None:
-        """Into the event log first; then, for ``jobmon status``, on the screen."""
+        """Into the event log first; then, for ``jobmon status``, on the screen; then to people,
+        from the notifier's own threads (a hung server never holds a cycle up)."""
         logged = self.log.append(events)
         if self.echo is not None and logged:
             self.echo(logged)
+        if self.notifier is not None and logged:
+            self.notifier.tell(logged)
 
     # ------------------------------------------------------------ terminal jobs
 
@@ -395,7 +406,8 @@ def _says(pattern: Any, text: str, who: str) -> str | None:
 
 
 def _observed(answer: rules.Answer, text: str) -> rules.Observation:
-    return rules.Observation(answer.row, answer.error, text=text, part_rows=answer.parts, captured=answer.captured)
+    return rules.Observation(answer.row, answer.error, text=text, part_rows=answer.parts, captured=answer.captured,
+                             progress=answer.progress)
 
 
 def _delegated(own: rules.Observation, other: rules.Observation, asked: Job, jtype: JobType,

@@ -41,12 +41,15 @@ class Where:
         return keys.index(ka) > keys.index(kb)
 
     def error(self, rel: tuple[str, ...], message: str) -> ConfigError:
+        return ConfigError(f"{self.name(rel)}: {message}")
+
+    def name(self, rel: tuple[str, ...]) -> str:
+        """``file: key.path``: what an error, or a message about a configured thing, names it by."""
         full = self.prefix + rel
         key = self._origin(full)
         if key is None:
-            return ConfigError(f"config: {'.'.join(full)}: {message}")
-        name = self.origins[key]
+            return f"config: {'.'.join(full)}"
         shown = self.moved.get(key, key) + full[len(key):]
         if shown[0] == "types":
             shown = shown[1:]
-        return ConfigError(f"{name}: {'.'.join(shown)}: {message}")
+        return f"{self.origins[key]}: {'.'.join(shown)}"

@@ -142,7 +142,8 @@ def ssh_words(cache: Path) -> str:
 
 def slurm_check(cache: Path, host: str, ids: list[str]) -> str:
     """The packaged slurm check's batch command as it renders for ``ids`` on ``host``: one ssh
-    call running sacct, squeue and (for jobs whose log paths are not captured yet) scontrol."""
+    call running sacct, squeue and (for jobs whose log paths are not captured yet) scontrol,
+    then the cluster's clock for the progress probe (no job runs yet: nothing to stat)."""
     csv = ",".join(ids)
     words = ids[0] if len(ids) == 1 else "'\"'\"'" + " ".join(ids) + "'\"'\"'"  # awk -v ids=..., as quoted
     return (
@@ -160,7 +161,8 @@ def slurm_check(cache: Path, host: str, ids: list[str]) -> str:
         "    else if (k == \"HetJobId\") h = v; else if (k == \"HetJobOffset\") o = v }\n"
         "  if (j in want) x = j; else if ((a \"_\" t) in want) x = a \"_\" t; else if (a in want) x = a;\n"
         "  else if ((h \"+\" o) in want) x = h \"+\" o; else if (h in want) x = h; else next;\n"
-        "  print \"scontrol|\" x \"|\" $0 }'\"'\"''")
+        "  print \"scontrol|\" x \"|\" $0 }'\"'\"';\n"
+        " printf '\"'\"'clock|%s\\n'\"'\"' \"$(date +%s)\";'")
 
 
 @pytest.fixture(autouse=True)

@@ -494,3 +494,56 @@ def test_a_final_line_that_runs_into_a_task_line_is_still_read() -> None:
     launcher = config.load(env={}).types["launcher"]
     row, parts = rules.parse_log("3-8B_FP8_0/0 calibrating batch of 16 samJob 9 finished: SUCCEEDED\n", launcher, {})
     assert (row.state, parts) == ("SUCCEEDED", {"9": "SUCCEEDED"})
+
+
+# ---------------------------------------------------------------- stalls
+
+def test_a_calibration_bar_that_stops_is_stalled_though_other_lines_come(home: Home, cluster: Cluster, tmp_path: Path,
+                                                                          monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from jobmon import clock
+
+    now = [clock.now()]
+    monkeypatch.setattr(clock, "now", lambda: now[0])  # this machine's clock: the log is read here
+    log = tmp_path / "launcher.log"
+    data = fixture("no_final_line.log")  # a real log whose calibration bar stands at 50 %
+    cut = data.rindex(b"\r") + 1
+    log.write_bytes(data[:cut])
+    cluster.set("4817561", "RUNNING")  # asked once the log is quiet (delegate.after): still running
+    add(home, launcher_job(log))
+    watcher, out = make_watcher(home)
+    watcher.cycle(everything=True)
+    assert home.jobs()[0]["last_status"] == "LAUNCHED"
+    events(out)
+    for _ in range(2):  # another rank keeps writing; the bar does not move for 2000 s
+        now[0] += timedelta(seconds=1000)
+        with log.open("ab") as f:
+            f.write(b"[rank3]: NCCL INFO Channel 00/0 : 3[3] -> 0[0] via P2P/IPC\n")
+        watcher.cycle(everything=True)
+    (stalled,) = [e for e in events(out) if e["to"] in (rules.STALLED, rules.RESUMED)]
+    bar = rules.clean(data[:cut].decode()).splitlines()[-1].strip()
+    assert (stalled["kind"], stalled["to"], stalled["terminal"]) == ("event", "STALLED", False)
+    assert stalled["detail"] == f"no progress for 0:33:20; the bar stands at: {bar}"
+    now[0] += timedelta(seconds=60)
+    with log.open("ab") as f:  # the bar moves on
+        f.write(bar.replace("37/64", "38/64").encode() + b"\r")
+    watcher.cycle(everything=True)
+    assert [(e["to"], e["detail"]) for e in events(out) if e["kind"] == "event" and not e["to"].startswith("calibration")] == [
+        ("RESUMED", "moving again after 0:34:20 without progress")]
+    assert home.jobs()[0]["last_status"] == "LAUNCHED"
+
+
+def test_a_log_that_keeps_growing_is_never_stalled(home: Home, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from jobmon import clock
+
+    now = [clock.now()]
+    monkeypatch.setattr(clock, "now", lambda: now[0])
+    log = tmp_path / "launcher.log"
+    log.write_bytes(b"Launched app: slurm_tunnel://nemo_run/77\n")
+    add(home, launcher_job(log))
+    watcher, out = make_watcher(home)
+    for n in range(5):
+        now[0] += timedelta(seconds=1000)
+        with log.open("ab") as f:
+            f.write(b"step %d\n" % n)
+        watcher.cycle(everything=True)
+    assert [e["to"] for e in events(out) if e["to"] in (rules.STALLED, rules.RESUMED)] == []

@@ -141,7 +141,7 @@ def test_every_local_invocation_gets_the_state_nel_shows() -> None:
     # the 2-job invocation is running because its .0 is: the row and its groups are .0's
     assert rows["3f9c2a1b7d4e8f60"].groups["job"] == "3f9c2a1b7d4e8f60.0"
     assert rows["b7e41d09c2a35f18"].groups == {
-        "job": "b7e41d09c2a35f18.0", "slurm_job": "", "slurm_host": "", "error": "", "state": "success",
+        "job": "b7e41d09c2a35f18.0", "slurm_job": "", "slurm_host": "", "error": "", "state": "success", "requests": "12032",
         "output_dir": "/tmp/nel-scratch/runs/local/20261129_011620-b7e41d09c2a35f18/mmlu_pro.0"}
 
 
@@ -657,3 +657,37 @@ def test_the_wait_is_lost_after_of_the_slurm_jobs_cluster(home: Home, nel: FakeB
     watcher.cycle(everything=True)
     assert [e["detail"] for e in events(out)][0] == (
         "slurm job 439 ended TIMEOUT; nel still says PENDING (no autoresume for 60 s)")
+
+
+# ---------------------------------------------------------------- stalls: the count of requests done
+
+def test_a_running_evaluation_whose_request_count_stops_is_stalled_then_resumed(home: Home, nel: FakeBin, tmp_path: Path,
+                                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from jobmon import clock
+
+    now = [clock.now()]
+    monkeypatch.setattr(clock, "now", lambda: now[0])  # nel status runs here: this machine's clock
+    capture(monkeypatch, "status_json_invocation_2jobs.json")  # .0 RUNNING with 137 requests done, .1 PENDING
+    add(home, Job("nel", "3f9c2a1b7d4e8f60"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert [(e["kind"], e["to"]) for e in events(out)] == [("state", "RUNNING")]
+    for _ in range(2):  # nel says 137 for 2000 s
+        now[0] += timedelta(seconds=1000)
+        w.cycle(everything=True)
+    assert [(e["to"], e["detail"]) for e in events(out)] == [("STALLED", "no progress for 0:33:20")]
+    moved = tmp_path / "status.json"  # the same capture, 13 requests later
+    moved.write_text((NEL / "status_json_invocation_2jobs.json").read_text().replace('"progress": 137', '"progress": 150'))
+    monkeypatch.setenv("FAKE_NEL_STATUS", str(moved))
+    now[0] += timedelta(seconds=30)
+    w.cycle(everything=True)
+    assert [(e["to"], e["detail"]) for e in events(out)] == [("RESUMED", "moving again after 0:33:50 without progress")]
+
+
+def test_a_count_nel_does_not_know_is_never_a_stall() -> None:
+    jtype = nel_type()
+    assert rules.row_mark(rules.Row("RUNNING", {"requests": ""}), jtype, 0.0) == rules.Mark("", 0.0)  # null
+    assert rules.row_mark(rules.Row("RUNNING", {"requests": "unknown"}), jtype, 0.0) == rules.Mark("", 0.0)
+    assert rules.row_mark(rules.Row("RUNNING", {"requests": "137"}), jtype, 5.0) == rules.Mark("137", 5.0)

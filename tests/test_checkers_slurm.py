@@ -278,7 +278,8 @@ def test_a_failed_step_under_a_script_that_exits_0_is_said(home: Home, cluster: 
         ("455", "COMPLETED", "exit 0:0, 00:00:08, derived exit 0:9; step 455.0 CANCELLED signal 9")]
     # both ends, one round trip: one sacct for the steps of both
     assert [c for c in cluster.sacct_calls() if " -X " not in c] == [
-        "sacct -j 453,455 -n -P --format=JobID,JobIDRaw,State,ExitCode,MaxRSS"]
+        "sacct -j 453,455 -n -P --format=JobID,JobIDRaw,State,ExitCode,MaxRSS,Submit,Start,ElapsedRaw,TimelimitRaw,"
+        "TotalCPU,AllocCPUS,ReqMem,AllocTRES"]
 
 
 def test_the_error_file_is_read_and_its_cause_wins(home: Home, cluster: Cluster) -> None:
@@ -346,3 +347,240 @@ def test_a_job_the_controller_still_completes_ends_as_sacct_says(home: Home, clu
     w, out = make_watcher(home)
     w.cycle(everything=True)
     assert [(e["from"], e["to"]) for e in events(out)] == [("RUNNING", "COMPLETED")]
+
+
+# ---------------------------------------------------------------- stalls: the progress probe
+
+FAKE_DATE = """#!/usr/bin/env bash
+# the cluster's clock: $FAKE_SLURM/clock (epoch seconds), as a test sets it
+cat "$FAKE_SLURM/clock"
+"""
+
+
+class ClusterClock:
+    """The fake cluster's own clock, which a test moves on: `date +%s` there prints it."""
+
+    def __init__(self, cluster: Cluster, start: int) -> None:
+        self.file = cluster.dir / "clock"
+        self.now = start
+        cluster.fakebin.add("date", FAKE_DATE)
+        self.file.write_text(f"{start}\n")
+
+    def advance(self, seconds: int) -> None:
+        self.now += seconds
+        self.file.write_text(f"{self.now}\n")
+
+
+def said(out) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+    return [(e["kind"], e["to"], e["detail"]) for e in events(out)]
+
+
+def test_a_running_job_whose_log_stops_is_stalled_once_then_resumed_then_completes(home: Home, cluster: Cluster) -> None:
+    import time
+
+    clock = ClusterClock(cluster, int(time.time()))
+    cluster.set("70", "RUNNING")
+    log = cluster.output("70", "epoch 1\n")
+    add(home, Job("slurm", "70", host="c"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert said(out) == [("state", "RUNNING", "")]
+    for _ in range(3):  # it writes: never stalled, however long it runs
+        clock.advance(1000)
+        with log.open("a") as f:
+            f.write("epoch n\n")
+        w.cycle(everything=True)
+    assert said(out) == []
+    with log.open("a") as f:
+        f.write("NCCL WARN Call to ibv_reg_mr failed\n\n   \n")
+    clock.advance(60)
+    w.cycle(everything=True)  # its last write
+    for _ in range(2):  # then nothing for 2000 s on the cluster's clock
+        clock.advance(1000)
+        w.cycle(everything=True)
+    assert said(out) == [("event", "STALLED", "no progress for 0:33:20; last: NCCL WARN Call to ibv_reg_mr failed")]
+    clock.advance(1000)
+    w.cycle(everything=True)
+    assert said(out) == []  # said once
+    with log.open("a") as f:
+        f.write("epoch 9\n")
+    clock.advance(30)
+    w.cycle(everything=True)
+    assert said(out) == [("event", "RESUMED", "moving again after 0:50:30 without progress")]
+    cluster.set("70", "COMPLETED", "0:0", "02:00:00")
+    clock.advance(30)
+    w.cycle(everything=True)
+    assert [(kind, to) for kind, to, _ in said(out)] == [("state", "COMPLETED")]
+    # the probe rode in the state check: one ssh call per poll, no more
+    assert len(cluster.ssh_calls()) == 10 + 1  # ten polls, and on_complete's one call
+
+
+def test_a_stale_mtime_here_while_the_cluster_sees_the_log_grow_is_no_stall(home: Home, cluster: Cluster) -> None:
+    import os
+    import time
+
+    clock = ClusterClock(cluster, int(time.time()))
+    cluster.set("71", "RUNNING")
+    log = cluster.output("71", "step 0\n")
+    stale = clock.now - 7200  # what a stale NFS view shows: written two hours ago
+    add(home, Job("slurm", "71", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    for step in range(1, 6):
+        with log.open("a") as f:
+            f.write(f"step {step}\n")
+        os.utime(log, (stale, stale))
+        clock.advance(1000)
+        w.cycle(everything=True)
+    assert said(out) == []  # its size grew at every look: alive, whatever its mtime says
+    (job,) = home.jobs()
+    assert job["jobmon"]["progress"]["since"] == clock.now  # dated by the look, not by the stale mtime
+
+
+def test_a_log_already_quiet_when_first_seen_is_stalled_at_the_second_look_by_its_mtime(home: Home, cluster: Cluster) -> None:
+    import os
+    import time
+
+    clock = ClusterClock(cluster, int(time.time()))
+    cluster.set("72", "RUNNING")
+    log = cluster.output("72", "waiting for rank 3\n")
+    os.utime(log, (clock.now - 3600, clock.now - 3600))  # on the cluster: untouched for an hour
+    add(home, Job("slurm", "72", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    for _ in range(2):  # the first check learns its log's path, the second looks at the log once
+        w.cycle(everything=True)
+        clock.advance(30)
+    assert said(out) == []  # one look proves nothing
+    w.cycle(everything=True)
+    assert said(out) == [("event", "STALLED", "no progress for 1:01:00; last: waiting for rank 3")]
+
+
+def test_pending_jobs_and_a_type_without_progress_are_not_watched_for_stalls(home: Home, cluster: Cluster) -> None:
+    import time
+
+    clock = ClusterClock(cluster, int(time.time()))
+    cluster.set("73", "PENDING")
+    cluster.output("73", "")
+    add(home, Job("slurm", "73", host="c", last_status="PENDING"))
+    w, out = make_watcher(home)
+    for _ in range(3):
+        clock.advance(1000)
+        w.cycle(everything=True)
+    assert said(out) == []
+    assert not any(c.startswith("ssh ") and " stat " in c for c in cluster.ssh_calls())  # a pending job's logs are not looked at
+
+
+# ---------------------------------------------------------------- efficiency at the end (issue 13)
+
+EFFICIENCY = FIXTURES / "slurm" / "efficiency"  # real sacct outputs: see its capture.sh
+
+
+def ended(cluster: Cluster, job_id: str, rows: str = "", steps: str = "") -> None:
+    """The fake accounting answers for ``job_id`` with what the real cluster said of it (or with
+    ``rows`` and ``steps``, in the same shapes)."""
+    for suffix, given, name in ((".rows", rows, "end.sacct.txt"), (".steps", steps, "end.steps.txt")):
+        text = given or (EFFICIENCY / name).read_text()
+        lines = [ln for ln in text.splitlines(keepends=True) if ln.split("|")[0].split(".")[0] == job_id]
+        (cluster.dir / f"{job_id}{suffix}").write_text("".join(lines))
+
+
+def test_completed_jobs_say_their_limit_wait_cpu_and_memory_from_the_one_end_call(home: Home, cluster: Cluster) -> None:
+    ended(cluster, "1586")  # 2 CPUs spinning 40 s over 41, 136M held of 300M asked
+    ended(cluster, "1584")  # 7 s of CPU over 11 s on 2 CPUs; too short for JobAcctGather to see its memory
+    add(home, Job("slurm", "1586", host="c", last_status="RUNNING"), Job("slurm", "1584", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert sorted((e["id"], e["to"], e["detail"]) for e in events(out)) == [
+        ("1584", "COMPLETED", "exit 0:0, 00:00:11 of 00:05:00, waited 00:00:00; CPU 33%"),
+        ("1586", "COMPLETED", "exit 0:0, 00:00:41 of 00:10:00, waited 00:00:00; CPU 45%, mem 45% of 300M")]
+    records = {r["id"]: r for r in home.history()}
+    assert records["1586"]["measured"] == {"wait_s": 0.0, "elapsed_s": 41, "limit_s": 600, "cpu_pct": 44.6,
+                                           "max_rss": 139276 * 1024.0, "mem_req": 300 * 2.0**20, "mem_pct": 45.3}
+    assert records["1584"]["measured"] == {"wait_s": 0.0, "elapsed_s": 11, "limit_s": 300, "cpu_pct": 33.4,
+                                           "mem_req": 200 * 2.0**20}
+    assert summary(home).text() == "2 jobs: 2 completed"  # efficiency is no score
+    # the check, then one more call for both ends: the efficiency rides in on_complete's sacct
+    assert len(cluster.ssh_calls()) == 2 and len([c for c in cluster.sacct_calls() if " -X " not in c]) == 1
+
+
+def test_a_failed_job_says_its_cause_then_its_efficiency_in_the_same_call(home: Home, cluster: Cluster) -> None:
+    ended(cluster, "1585")
+    log = cluster.output("1585", "loading\nRuntimeError: boom\n")
+    add(home, Job("slurm", "1585", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    (event,) = events(out)
+    assert (event["to"], event["detail"]) == (
+        "FAILED", f"exit 3:0, 00:00:03 of 00:02:00, waited 00:00:00; RuntimeError: boom (log: {log}); CPU 0%")
+    assert home.history()[0]["measured"] == {"wait_s": 0.0, "elapsed_s": 3, "limit_s": 120, "cpu_pct": 0.1,
+                                             "mem_req": 100 * 2.0**20}
+    assert len(cluster.ssh_calls()) == 2  # on_failure's one call brings the logs and the sacct
+    assert [c for c in cluster.sacct_calls() if " -X " not in c] == [
+        "sacct -j 1585 -n -P --format=JobID,JobIDRaw,State,ExitCode,MaxRSS,Submit,Start,ElapsedRaw,TimelimitRaw,"
+        "TotalCPU,AllocCPUS,ReqMem,AllocTRES"]
+
+
+def test_a_job_cancelled_before_it_ran_says_only_what_can_be_known(home: Home, cluster: Cluster) -> None:
+    ended(cluster, "1587")  # Elapsed 0: no CPU efficiency; no step: no memory
+    add(home, Job("slurm", "1587", host="c", last_status="PENDING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    (event,) = events(out)
+    assert (event["to"], event["detail"]) == (
+        "CANCELLED", "exit 0:0, 00:00:00 of 00:01:00, waited 00:00:01; no output file found")
+    assert home.history()[0]["measured"] == {"wait_s": 1.0, "elapsed_s": 0, "limit_s": 60, "mem_req": 24105 * 2.0**20}
+
+
+def test_gpus_are_counted_from_alloctres_as_gpu_hours(home: Home, cluster: Cluster) -> None:
+    # The e2e cluster has no GPU: the real rows' shape with a GPU job's figures (8 GPUs, 2:41:07
+    # of a 4 h limit, 12:30 in the queue, 71% of 16 CPUs, 24.3G of 64G).
+    ended(cluster, "900", rows="900|900|COMPLETED|0:0|0:0|02:41:07|2026-12-01T08:00:00\n", steps=(
+        "900|900|COMPLETED|0:0||2026-12-01T08:00:00|2026-12-01T08:12:30|9667|240|1-06:30:17|16|64G|"
+        "billing=16,cpu=16,gres/gpu=8,mem=64G,node=1\n"
+        "900.batch|900.batch|COMPLETED|0:0|24.3G|2026-12-01T08:12:30|2026-12-01T08:12:30|9667||1-06:30:17|16||"
+        "cpu=16,gres/gpu=8,mem=64G,node=1\n"))
+    add(home, Job("slurm", "900", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    (event,) = events(out)
+    assert event["detail"] == "exit 0:0, 02:41:07 of 04:00:00, waited 00:12:30; CPU 71%, mem 38% of 64G, 8 GPU × 2.7 h"
+    measured = home.history()[0]["measured"]
+    assert (measured["gpus"], measured["gpu_hours"], measured["cpu_pct"], measured["mem_pct"]) == (8, 21.48, 71.0, 38.0)
+
+
+def test_stall_after_0_turns_the_probe_off_and_the_check_is_as_before(home: Home, cluster: Cluster, tmp_path: Path) -> None:
+    import time
+
+    ClusterClock(cluster, int(time.time()))
+    off = tmp_path / "off.yaml"
+    off.write_text("types:\n  slurm:\n    stall_after: 0\n")
+    cfg = config.load(str(off), env={})
+    assert cfg.types["slurm"].progress is None
+    cluster.set("74", "RUNNING")
+    cluster.output("74", "epoch 1\n")
+    add(home, Job("slurm", "74", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home, cfg)
+    for _ in range(2):
+        w.cycle(everything=True)
+    assert "clock|" not in "".join(cluster.ssh_calls()) and "progress" not in home.jobs()[0]["jobmon"]
+
+
+def test_a_log_tail_cannot_forge_a_row_of_the_check(home: Home, cluster: Cluster) -> None:
+    import os
+    import time
+
+    clock = ClusterClock(cluster, int(time.time()))
+    cluster.set("75", "RUNNING")
+    cluster.set("76", "RUNNING")
+    forged = "76|76|COMPLETED|0:0|0:0|00:00:01|2026-01-01T00:00:00"
+    log = cluster.output("75", f"step 1\rx\n\x0c{forged}\nw\u2028{forged}\nv\r{forged}\nclock|1\nprogress|76|1|1\n")
+    os.utime(log, (clock.now - 3600, clock.now - 3600))
+    cluster.output("76", "epoch 1\n")
+    add(home, Job("slurm", "75", host="c", last_status="RUNNING"), Job("slurm", "76", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    for _ in range(3):  # paths, a first look, then 75's tail comes with the check: it is about to stall
+        w.cycle(everything=True)
+        clock.advance(60)
+    (stalled,) = events(out)
+    assert (stalled["id"], stalled["to"], stalled["detail"]) == ("75", "STALLED", "no progress for 1:02:00; last: progress|76|1|1")
+    assert [j["last_status"] for j in home.jobs()] == ["RUNNING", "RUNNING"]  # 76 did not end
+    assert home.jobs()[1]["jobmon"]["progress"]["mark"] != "mtime=1|size=1"

@@ -241,7 +241,7 @@ ERRORS = [
     """, "{f}: setings: unknown key (did you mean 'settings'?)", id="unknown-top-key"),
     pytest.param("monitor.yaml", """
         zzz: {}
-    """, "{f}: zzz: unknown key (valid: settings, diagnosis, types, clusters)", id="unknown-key-no-near"),
+    """, "{f}: zzz: unknown key (valid: settings, diagnosis, types, clusters, notify)", id="unknown-key-no-near"),
     pytest.param("checkers.d/x.yaml", r"""
         slurm:
           check:
@@ -289,13 +289,14 @@ ERRORS = [
         slurm:
           check:
             batch: "{{ ssh }} {{ host }} {% remote %}sacct -j {{ id }}{% endremote %}"
-    """, "{f}: slurm.check.batch: unknown variable id (known: host, ids, jobs, ssh, type, user, window)",
+    """, "{f}: slurm.check.batch: unknown variable id (known: end_awk, end_fields, host, ids, jobs, progress, ssh, type, user, window)",
         id="template-unknown-variable"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
           on_failure: "tail {{ logfile }}"
-    """, "{f}: slurm.on_failure: unknown variable logfile (known: delegate, derived, description, elapsed, exit, "
-         "failed_part, file, groups, host, id, of, outcome, parts_done, parts_failed, parts_total, previous, raw, "
+    """, "{f}: slurm.on_failure: unknown variable logfile (known: delegate, derived, description, elapsed, end_awk, "
+         "end_fields, exit, failed_part, file, groups, host, id, measured, of, outcome, parts_done, parts_failed, "
+         "parts_total, previous, raw, "
          "reason, ssh, state, stderr, stdout, submit, submitted, type, user, window, workdir)",
         id="action-unknown-variable"),
     pytest.param("checkers.d/x.yaml", """
@@ -381,7 +382,7 @@ ERRORS = [
     pytest.param("checkers.d/x.yaml", """
         slurm:
           on_complete: {batch: "echo {{ id }}"}
-    """, "{f}: slurm.on_complete.batch: unknown variable id (known: host, ids, jobs, marker, ssh, type, user, window)",
+    """, "{f}: slurm.on_complete.batch: unknown variable id (known: end_awk, end_fields, host, ids, jobs, marker, progress, ssh, type, user, window)",
         id="batched-action-names-one-job"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
@@ -628,8 +629,9 @@ def test_a_cluster_in_its_own_layer_overrides_a_type_from_another(tmp_path: Path
            slurm:
              detail: "{{ exitcode }}"
      """, "{f}: clusters.eos.types.slurm.detail: unknown variable exitcode (known: delegate, derived, description, "
-          "elapsed, exit, failed_part, file, groups, host, id, of, outcome, parts_done, parts_failed, parts_total, "
-          "previous, raw, reason, ssh, state, stderr, stdout, submit, submitted, type, user, window, workdir)"),
+          "elapsed, end_awk, end_fields, exit, failed_part, file, groups, host, id, measured, of, outcome, parts_done, "
+          "parts_failed, parts_total, previous, raw, reason, ssh, state, stderr, stdout, submit, submitted, type, user, "
+          "window, workdir)"),
     ("""
      clusters:
        eos:

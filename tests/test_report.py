@@ -1,10 +1,13 @@
 """The session summary: every job of the session, each under one word."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 from jobmon import config
 from jobmon.registry import Invalid, Job
 from jobmon.report import session, still, summarize
 from jobmon.rules import Book
+from conftest import Home
 
 CONFIG = config.load(env={})
 
@@ -51,3 +54,111 @@ def test_still_names_the_jobs_that_go_on() -> None:
                          Job("slurm", "2", host="c", last_status="PENDING"),
                          Job("slurm", "3", host="c", last_status="PENDING")], [])
     assert still(s) == "3 jobs (1 running, 2 pending)"
+
+
+# ---------------------------------------------------------------- `jobmon report`: ended jobs over history
+
+GIB = 2**30
+# A session's history as jobmon writes it: slurm ends with what their efficiency metric measured,
+# a record of an older jobmon (no "measured"), a nel evaluation, a removal, a job registered
+# again, one that ended two days ago, and a hand-edited one.
+MIXED = [
+    {"type": "slurm", "id": "1582", "host": "c", "description": "long", "last_status": "COMPLETED",
+     "outcome": "success", "finished": "2026-12-01T22:55:00+00:00",
+     "measured": {"wait_s": 1.0, "elapsed_s": 41, "limit_s": 600, "cpu_pct": 45.6, "max_rss": 139156 * 1024.0,
+                  "mem_req": 300 * 2.0**20, "mem_pct": 45.3}},
+    {"type": "slurm", "id": "1581", "host": "c", "description": "fail", "last_status": "FAILED",
+     "outcome": "failure", "finished": "2026-12-01T22:54:00+00:00",
+     "measured": {"wait_s": 0.0, "elapsed_s": 4, "limit_s": 120, "cpu_pct": 0.1}},
+    {"type": "slurm", "id": "900", "host": "c", "description": "train", "last_status": "COMPLETED",
+     "outcome": "success", "finished": "2026-12-01T20:00:00+00:00",
+     "measured": {"wait_s": 750.0, "elapsed_s": 9667, "limit_s": 14400, "cpu_pct": 71.0, "max_rss": 24.3 * GIB,
+                  "mem_req": 64.0 * GIB, "mem_pct": 38.0, "gpus": 8, "gpu_hours": 21.48}},
+    {"type": "slurm", "id": "17", "host": "c", "last_status": "TIMEOUT", "outcome": "failure",
+     "finished": "2026-12-01T21:00:00"},  # an older jobmon: naive local time, nothing measured
+    {"type": "nel", "id": "3f9c2a1b7d4e8f60", "host": "", "description": "MMLU-Pro", "last_status": "SUCCESS",
+     "outcome": "success", "finished": "2026-12-01T21:30:00+00:00", "summary_metrics": ["mmlu_pro: 42.3%"]},
+    {"type": "slurm", "id": "5", "host": "c", "removed": "2026-12-01T21:00:00+00:00"},
+    {"type": "slurm", "id": "6", "host": "c", "last_status": "FAILED", "outcome": "failure",
+     "finished": "2026-12-01T18:00:00+00:00", "measured": {"cpu_pct": 1.0}},
+    {"type": "slurm", "id": "6", "host": "c", "last_status": "COMPLETED", "outcome": "success",  # registered again
+     "finished": "2026-12-01T22:00:00+00:00", "measured": {"cpu_pct": 97.0, "mem_pct": 88.0}},
+    {"type": "slurm", "id": "4", "host": "c", "last_status": "COMPLETED", "outcome": "success",
+     "finished": "2026-11-29T12:00:00+00:00", "measured": {"cpu_pct": 3.0, "gpus": 4, "gpu_hours": 100.0}},
+    {"type": "slurm", "id": "8", "host": "c", "last_status": "COMPLETED", "outcome": "success",
+     "finished": "2026-12-01T22:56:00+00:00", "measured": {"cpu_pct": "high", "mem_pct": True}},  # a hand edit
+    "not a record",
+]
+
+
+def test_the_report_reads_every_ended_job_once_old_records_included() -> None:
+    from jobmon.report import ended
+
+    jobs = ended(MIXED)  # type: ignore[arg-type]
+    assert [(j.id, j.state) for j in jobs] == [("1582", "COMPLETED"), ("1581", "FAILED"), ("900", "COMPLETED"),
+                                              ("17", "TIMEOUT"), ("3f9c2a1b7d4e8f60", "SUCCESS"), ("6", "COMPLETED"),
+                                              ("4", "COMPLETED"), ("8", "COMPLETED")]
+    assert jobs[3].measured == {} and jobs[-1].number("cpu_pct") is None and jobs[-1].number("mem_pct") is None
+
+
+def test_since_keeps_the_jobs_that_ended_after_it() -> None:
+    from datetime import datetime, timezone
+
+    from jobmon.report import ended
+
+    since = datetime(2026, 12, 1, 0, 0, tzinfo=timezone.utc)
+    assert "4" not in [j.id for j in ended(MIXED, since)]  # type: ignore[arg-type]
+    assert len(ended(MIXED, since)) == 7  # type: ignore[arg-type]
+
+
+def test_the_table_then_totals_then_the_least_efficient() -> None:
+    from jobmon.report import ended, table
+
+    assert table(ended(MIXED)) == [  # type: ignore[arg-type]
+        "JOB                   STATE      ELAPSED   LIMIT     WAITED    CPU  MEM          GPU-H  DESCRIPTION",
+        "slurm 1582@c          COMPLETED  00:00:41  00:10:00  00:00:01  46%  45% of 300M  -      long",
+        "slurm 1581@c          FAILED     00:00:04  00:02:00  00:00:00  0%   -            -      fail",
+        "slurm 900@c           COMPLETED  02:41:07  04:00:00  00:12:30  71%  38% of 64G   21.48  train",
+        "slurm 17@c            TIMEOUT    -         -         -         -    -            -",
+        "nel 3f9c2a1b7d4e8f60  SUCCESS    -         -         -         -    -            -      MMLU-Pro",
+        "slurm 6@c             COMPLETED  -         -         -         97%  88%          -",
+        "slurm 4@c             COMPLETED  -         -         -         3%   -            100",
+        "slurm 8@c             COMPLETED  -         -         -         -    -            -",
+        "8 jobs: 6 completed, 2 failed (1 FAILED, 1 TIMEOUT); 121.48 GPU-hours",
+        "lowest CPU: slurm 1581@c 0%, slurm 4@c 3%, slurm 1582@c 46%",
+        "lowest memory: slurm 900@c 38% of 64G, slurm 1582@c 45% of 300M, slurm 6@c 88%",
+    ]
+    assert table([]) == ["no ended jobs"]
+
+
+def test_jobmon_report_json_and_since(home: Home) -> None:
+    import json
+
+    from conftest import jobmon
+
+    home.registry.parent.mkdir(parents=True)
+    now = datetime.now(timezone.utc)
+    records = [{**r, "finished": (now - timedelta(hours=2 if r["id"] != "4" else 50)).isoformat()}
+               for r in MIXED if isinstance(r, dict) and "finished" in r]
+    home.registry.with_name("history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records) + "{damaged\n")
+    ran = jobmon("report", "--since", "1d", "--json", *home.args())
+    assert (ran.code, ran.err) == (0, "")
+    *jobs, totals = ran.events()
+    assert [j["id"] for j in jobs] == ["1582", "1581", "900", "17", "3f9c2a1b7d4e8f60", "6", "8"]
+    assert jobs[2] == {"kind": "job", "type": "slurm", "id": "900", "host": "c", "description": "train",
+                       "state": "COMPLETED", "outcome": "success", "finished": jobs[2]["finished"], "wait_s": 750.0,
+                       "elapsed_s": 9667, "limit_s": 14400, "cpu_pct": 71.0, "max_rss": 24.3 * GIB,
+                       "mem_req": 64.0 * GIB, "mem_pct": 38.0, "gpus": 8, "gpu_hours": 21.48}
+    assert totals == {"kind": "totals", "jobs": 7, "outcomes": {"completed": 5, "failed": 2},
+                      "failures": {"FAILED": 1, "TIMEOUT": 1},
+                      "gpu_hours": 21.48,
+                      "lowest_cpu": [{"type": "slurm", "id": "1581", "host": "c", "cpu_pct": 0.1},
+                                     {"type": "slurm", "id": "1582", "host": "c", "cpu_pct": 45.6},
+                                     {"type": "slurm", "id": "900", "host": "c", "cpu_pct": 71.0}],
+                      "lowest_mem": [{"type": "slurm", "id": "900", "host": "c", "mem_pct": 38.0},
+                                     {"type": "slurm", "id": "1582", "host": "c", "mem_pct": 45.3},
+                                     {"type": "slurm", "id": "6", "host": "c", "mem_pct": 88.0}]}
+    text = jobmon("report", *home.args())
+    assert text.code == 0 and text.lines()[-3] == "8 jobs: 6 completed, 2 failed (1 FAILED, 1 TIMEOUT); 121.48 GPU-hours"
+    bad = jobmon("report", "--since", "yesterday", *home.args())
+    assert (bad.code, bad.err) == (2, "jobmon: --since 'yesterday': expected a duration such as 90s, 25m or 1h\n")

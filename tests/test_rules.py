@@ -272,3 +272,148 @@ def test_the_packaged_diagnosis_order(types: config.Config) -> None:
     assert findings.diagnose(CHAINED + "srun: error: node3: task 0: Exited with exit code 1\n", slurm.diagnosis) == (
         "srun: error: node3: task 0: Exited with exit code 1")
     assert findings.diagnose(CHAINED, slurm.diagnosis).startswith("FileNotFoundError")
+
+
+# ---------------------------------------------------------------- stalls: progress, STALLED, RESUMED
+
+T0 = 1_800_000_000.0  # the cluster's clock, epoch seconds: never the watcher's
+
+
+def look(mark: str, now: float, mtime: float | None = None, last: str = "", bar: str | None = None) -> rules.Mark:
+    return rules.Mark(mark, now, mtime, last, bar)
+
+
+def stalls(jtype: config.JobType, looks: list[tuple[str, rules.Mark]], book: Book = Book()) -> tuple[Book, list[tuple[str, str]]]:
+    """Each (state, what the probe saw) in turn through the pure decision: the book, what was said."""
+    said: list[tuple[str, str]] = []
+    for state, seen in looks:
+        book, changes = rules.stall(book, seen, jtype, state)
+        said += [(c.after, c.why) for c in changes]
+    return book, said
+
+
+def test_a_mark_that_does_not_move_for_stall_after_is_stalled_once_then_resumed(types: config.Config) -> None:
+    _, said = stalls(slurm(types), [
+        ("RUNNING", look("size=10|mtime=0", T0, mtime=T0 - 10)),  # first look: dated by its mtime
+        ("RUNNING", look("size=10|mtime=0", T0 + 1700, last="step 41\nNCCL WARN NET/IB : Got async event\n")),
+        ("RUNNING", look("size=10|mtime=0", T0 + 1800)),
+        ("RUNNING", look("size=10|mtime=0", T0 + 5000)),  # said once
+        ("RUNNING", look("size=20|mtime=9", T0 + 5030, mtime=T0 + 5020)),
+        ("RUNNING", look("size=20|mtime=9", T0 + 5060)),
+    ])
+    assert said == [("STALLED", "no progress for 0:30:10; last: NCCL WARN NET/IB : Got async event"),
+                    ("RESUMED", "moving again after 1:23:50 without progress")]
+
+
+def test_a_single_look_never_stalls_and_without_a_mark_nothing_is_judged(types: config.Config) -> None:
+    book, said = stalls(slurm(types), [("RUNNING", look("size=10|mtime=0", T0, mtime=T0 - 86400))])
+    assert said == [] and book.progress["since"] == T0 - 86400
+    _, said = stalls(slurm(types), [("RUNNING", look("", T0 + 60 * i)) for i in range(100)])
+    assert said == []  # no log found (yet): not a stall
+
+
+def test_a_stale_mtime_never_dates_a_move_nor_fakes_a_stall(types: config.Config) -> None:
+    # the size grows at every look while the mtime stays two hours old (a stale view of it)
+    stale = T0 - 7200
+    book, said = stalls(slurm(types), [("RUNNING", look(f"size={n}|mtime=0", T0 + 1000 * n, mtime=stale))
+                                       for n in range(1, 6)])
+    assert said == [] and book.progress["since"] == T0 + 5000
+
+
+def test_only_a_running_job_is_stalled_and_its_clock_starts_when_it_runs(types: config.Config) -> None:
+    jtype = slurm(types)
+    book, said = stalls(jtype, [("PENDING", look("size=0|mtime=0", T0 + 1000 * n)) for n in range(5)])
+    assert said == []
+    # pending from T0 to T0 + 4000: quiet counts from its last look while pending
+    _, said = stalls(jtype, [("RUNNING", look("size=0|mtime=0", T0 + 5000)),
+                             ("RUNNING", look("size=0|mtime=0", T0 + 5799)),
+                             ("RUNNING", look("size=0|mtime=0", T0 + 5800))], book)
+    assert said == [("STALLED", "no progress for 0:30:00")]
+
+
+def test_requeued_after_a_stall_starts_anew_without_a_resumed_line(types: config.Config) -> None:
+    jtype = slurm(types)
+    book, said = stalls(jtype, [("RUNNING", look("m", T0)), ("RUNNING", look("m", T0 + 1800)),
+                                ("PENDING", look("m", T0 + 1900)), ("RUNNING", look("m", T0 + 2000))])
+    assert [s for s, _ in said] == ["STALLED"]  # the PENDING line said the rest
+    assert not book.progress.get("stalled")
+
+
+def test_a_type_without_progress_is_never_stalled(types: config.Config) -> None:
+    book, said = stalls(types.types["local"], [("RUNNING", look("m", T0 + 10000 * n)) for n in range(5)])
+    assert said == [] and book.progress is None
+
+
+def test_advance_says_stalled_beside_the_state_and_keeps_the_progress_in_the_book(types: config.Config) -> None:
+    jtype = slurm(types)
+    row = Row("RUNNING", {})
+    first = advance("RUNNING", Observation(row, progress=look("m", T0)), jtype)
+    step = advance("RUNNING", Observation(row, progress=look("m", T0 + 3600)), jtype, first.book)
+    assert [(c.kind, c.after, c.terminal) for c in step.changes] == [("event", "STALLED", False)]
+    assert step.status == "RUNNING"  # never an end
+    kept = Book.from_dict(step.book.to_dict())
+    assert kept.progress == {"mark": "m", "at": T0 + 3600, "since": T0, "stalled": True}
+    # a failed check says nothing of progress: the book is kept as it was
+    failed = advance("RUNNING", Observation(None, "ssh: connect to host c port 22: Connection refused"), jtype, kept)
+    assert failed.book.progress == kept.progress and failed.changes == ()
+
+
+def test_a_hand_edited_progress_is_read_as_no_time(types: config.Config) -> None:
+    book = Book.from_dict({"progress": {"mark": "m", "at": "yesterday", "since": True}})
+    _, said = stalls(slurm(types), [("RUNNING", look("m", T0 + 99999))], book)
+    assert said == []  # no time it could trust: the look that saw the mark starts the count
+
+
+def test_the_progress_lines_of_a_batched_check_are_read_per_job(types: config.Config) -> None:
+    text = ("17|17|RUNNING|0:0|0:0|00:10:00|2026-11-29T11:00:00\n"
+            "clock|1800000000\n"
+            "progress|17|4096|1799999000\nprogress|17|10|1799990000\n"  # its StdOut and its StdErr
+            "progress|99|1|1\n"  # not asked for
+            "last|17|epoch 3\nlast|17|NCCL WARN timeout\n")
+    marks = rules.read_marks(text, slurm(types), ["17", "18"])
+    assert marks["17"] == rules.Mark("mtime=1799990000|size=10;mtime=1799999000|size=4096", 1_800_000_000.0,
+                                     1_799_999_000.0, "epoch 3\nNCCL WARN timeout")
+    assert marks["18"] == rules.Mark("", 1_800_000_000.0)  # looked at, nothing found: no mark
+    assert rules.read_marks(text.replace("clock|", "kloc|"), slurm(types), ["17"]) == {}  # no clock there: no judgement
+
+
+def test_the_last_meaningful_line_is_what_the_diagnosis_finds_else_the_last_line(types: config.Config) -> None:
+    jtype = slurm(types)
+    assert rules.meaningful("step 1\nNCCL WARN Call to connect returned Connection refused\nstep 2\n\n", jtype) == (
+        "NCCL WARN Call to connect returned Connection refused")
+    assert rules.meaningful("step 1\nstep 2\n  \n", jtype) == "step 2"
+    assert rules.meaningful("", jtype) == ""
+
+
+def test_a_read_checks_progress_is_its_logs_growth_or_its_open_bar(types: config.Config) -> None:
+    jtype = types.types["launcher"]
+    bar = "3-8B_FP8_0/0  40%|████      | 205/512 [01:02<01:33,  3.28it/s]"
+    opened = rules.read_mark(f"Launched app: x/12\n{bar}\n", 100, jtype, T0)
+    assert (opened.mark, opened.bar) == ("100", bar)
+    assert rules.read_mark("a warning from another rank\n", 180, jtype, T0).bar is None  # no bar line: the last one stands
+    closed = rules.read_mark("3-8B_FP8_0/0 100%|██████████| 512/512 [02:40<00:00,  3.19it/s]\n", 260, jtype, T0)
+    assert closed.bar == ""
+    # while the bar is open, other lines are no progress: the calibration hangs
+    _, said = stalls(jtype, [("LAUNCHED", opened), ("LAUNCHED", rules.read_mark("rank 3 warning\n", 300, jtype, T0 + 900)),
+                             ("LAUNCHED", rules.read_mark("rank 5 warning\n", 420, jtype, T0 + 1800))])
+    assert said == [("STALLED", f"no progress for 0:30:00; the bar stands at: {bar}")]
+
+
+def test_progress_config_is_checked_at_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    def error(text: str) -> str:
+        path = tmp_path / "monitor.yaml"
+        path.write_text("types:\n  " + text)
+        with pytest.raises(config.ConfigError) as exc:
+            config.from_files([config.packaged_dir() / "monitor.yaml", *sorted((config.packaged_dir() / "checkers.d").glob("*.yaml")), path])
+        return str(exc.value).replace(str(path), "F")
+
+    assert error("mine: {check: {command: 'true', regex: '(?P<state>x)'}, states: {success: [x]}, stall_after: 60}\n") == (
+        "F: mine.stall_after: needs progress: (what shows the job is alive)")
+    assert error("slurm: {stall_after: -1}\n") == "F: slurm.stall_after: must be 0 (no stall watch) or more"
+    assert error("slurm: {progress: {bar: '(?P<percent>x)'}}\n") == "F: slurm.progress.bar: only for a read check"
+    assert error("launcher: {progress: {regex: '(?P<id>x)'}}\n") == (
+        "F: launcher.progress.regex: only for a batched check: a read check's progress is its log's growth")
+    assert error("slurm: {progress: {regex: '^(?P<id>x)$'}}\n") == (
+        "F: slurm.progress.regex: no group beside id: nothing to tell progress by")
+    assert error("slurm: {progress: {clock: '^x$'}}\n") == "F: slurm.progress.clock: no (?P<now>…) group"
+    assert error("nel: {progress: {row: [nope]}}\n") == "F: nel.progress.row: nope is not a group of the check's rows"

@@ -237,13 +237,36 @@ def test_the_packaged_slurm_batch_check_passes_hostile_ids_to_sacct_as_one_word(
     jobs = [Job(type="slurm", id=i, host="login-1") for i in ids]
     [group] = plan.plan(jobs, cfg)
     cluster.set("123", "RUNNING")
-    # sacct's row, then squeue's (none: no such job queued), then scontrol's (none known)
-    assert execute(plan.command(group)) == "123|123|RUNNING|0:0|0:0|00:00:01|2026-01-01T00:00:00\n\n"
+    # sacct's row, then squeue's (none: no such job queued), then scontrol's (none known), then
+    # the cluster's clock for the progress probe (no job runs yet: no log is looked at)
+    said = execute(plan.command(group))
+    assert said.startswith("123|123|RUNNING|0:0|0:0|00:00:01|2026-01-01T00:00:00\n\nclock|")
+    assert said.split("clock|")[1].strip().isdigit()
     assert not marker.exists()
     [sacct] = cluster.sacct_calls()
     assert sacct == (f"sacct -j 123,$(touch {marker}),4;touch {marker},5 6 -X -n -P "
                      "--format=JobID,JobIDRaw,State,ExitCode,DerivedExitCode,Elapsed,Submit")
     assert cluster.fakebin.calls("squeue") == [f"squeue -h -j 123,$(touch {marker}),4;touch {marker},5 6 -o squeue|%i|%A|%T|%r"]
+
+
+def test_the_packaged_slurm_progress_probe_passes_hostile_log_paths_as_one_word(cluster, marker: Path,
+                                                                             tmp_path: Path) -> None:
+    # log paths come from scontrol (what the job's owner asked for): quoted like any value
+    from jobmon.rules import Book
+
+    cfg = config.from_files([config.packaged_dir() / "monitor.yaml", config.packaged_dir() / "checkers.d" / "slurm.yaml"])
+    out = tmp_path / "out $(touch MARKER) `touch MARKER`;x *"  # run from work/: a MARKER there would show
+    out.write_text("step 1\n")
+    about_to_stall = {"mark": "m", "at": 3600.0, "since": 0.0}  # its check also brings its log's tail
+    jobs = [Job(type="slurm", id=i, host="login-1", last_status="RUNNING",
+                book=Book(captured={"stdout": str(out), "stderr": "/x;touch MARKER"}, progress=about_to_stall))
+            for i in ("123", "124")]
+    [group] = plan.plan(jobs, cfg)
+    said = execute(plan.command(group))
+    assert not marker.exists() and sorted(p.name for p in Path.cwd().iterdir()) == ["decoy"]
+    size, mtime = out.stat().st_size, int(out.stat().st_mtime)
+    assert [ln for ln in said.splitlines() if ln.startswith(("progress|", "last|"))] == [
+        f"progress|123|{size}|{mtime}", f"progress|124|{size}|{mtime}", "last|123|step 1", "last|124|step 1"]
 
 
 def test_the_packaged_local_check_reads_a_hostile_file_name_literally(marker: Path) -> None:

@@ -38,6 +38,12 @@ MAX_LINE = 400  # README: no stdout line is longer
 LOCK = Path(tempfile.gettempdir()) / "jobmon-e2e-tests.lock"
 
 
+# What an ended slurm job's efficiency metric may add at the end of its detail (none of it is
+# certain on this cluster: a job too short for JobAcctGather has no MaxRSS).
+FIGURE = r"(?:CPU \d+%|mem \d+% of \S+|MaxRSS \S+|\d+ GPU × \S+ h)"
+FIGURES = rf"(?:; {FIGURE}(?:, {FIGURE})*)?"
+
+
 def unavailable(reason: str) -> None:
     """Skip, or fail when the e2e tests are required (JOBMON_E2E=1)."""
     if REQUIRED:
@@ -102,6 +108,20 @@ class Slurm:
         """What sacct says about each job: [State, ExitCode, Elapsed]."""
         out = self.ssh(f"sacct -j {','.join(job_ids)} -X -n -P --format=JobID,State,ExitCode,Elapsed").stdout
         return {fields[0]: fields[1:] for fields in (ln.split("|") for ln in out.splitlines() if ln)}
+
+    def limit_and_wait(self, job_id: str) -> str:
+        """What jobmon says after an ended job's elapsed time (its efficiency metric): `` of
+        <time limit>`` unless UNLIMITED, then ``, waited <Start - Submit>`` unless it never started."""
+        from datetime import datetime
+
+        from jobmon.template import hms
+
+        out = self.ssh(f"sacct -j {job_id} -X -n -P --format=TimelimitRaw,Submit,Start").stdout
+        limit, submit, start = out.splitlines()[-1].split("|")
+        said = f" of {hms(int(limit) * 60)}" if limit.isdigit() else ""
+        with contextlib.suppress(ValueError):
+            said += f", waited {hms((datetime.fromisoformat(start) - datetime.fromisoformat(submit)).total_seconds())}"
+        return said
 
     def squeue(self, job_id: str) -> str:
         """What the controller says about a job it still knows: "STATE|REASON"."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -33,7 +34,7 @@ import pytest
 
 from conftest import Home, jobmon
 
-from .conftest import MAX_LINE, WATCH, Slurm, _alive
+from .conftest import FIGURES, MAX_LINE, WATCH, Slurm, _alive
 
 pytestmark = pytest.mark.e2e
 
@@ -242,7 +243,8 @@ def test_each_job_end_is_printed_once_with_the_state_sacct_reports(agent: Sequen
         assert end["detail"].startswith(f"exit {exit_code}, {elapsed}"), end
         assert not end.get("replayed"), end
     b_log = agent.jobdir / f"slurm-{agent.ids['B']}.out"
-    assert ends[agent.ids["B"]][0]["detail"].endswith(f"(log: {b_log})"), ends[agent.ids["B"]]
+    assert re.search(re.escape(f"(log: {b_log})") + FIGURES + "$", ends[agent.ids["B"]][0]["detail"]), \
+        ends[agent.ids["B"]]
     assert [(r["id"], r["last_status"], r["outcome"]) for r in agent.home.history()] == [
         (agent.ids[n], expected[n][0], expected[n][2]) for n in "ABC"]
     assert agent.home.jobs() == []

@@ -25,7 +25,7 @@ import pytest
 
 from conftest import Home, jobmon
 
-from .conftest import DEADLINE, Slurm, Watch, states
+from .conftest import DEADLINE, FIGURE, FIGURES, Slurm, Watch, states
 
 pytestmark = pytest.mark.e2e
 
@@ -206,8 +206,8 @@ def test_an_array_is_followed_to_its_end_with_progress_and_its_failed_task(slurm
     assert (final["kind"], final["to"], final["terminal"], final["outcome"]) == ("state", "FAILED", True, "failure")
     log4 = jobdir / f"slurm-{array}_4.out"
     assert "Traceback (most recent call last):" in log4.read_text()
-    assert final["detail"] == (f"failed: {array}_4 FAILED (of 6); RuntimeError: task 4 failed on purpose "
-                               f"(log: {log4})")
+    assert re.fullmatch(re.escape(f"failed: {array}_4 FAILED (of 6); RuntimeError: task 4 failed on purpose "
+                                  f"(log: {log4})") + FIGURES, final["detail"]), final
 
     # the task and its raw id: each its own job, ended as the task did
     state1, exit1, took1 = final_row(slurm, f"{array}_1")
@@ -216,7 +216,7 @@ def test_an_array_is_followed_to_its_end_with_progress_and_its_failed_task(slurm
         assert states(events, job) == ["RUNNING", "COMPLETED"], of(events, job)
         end = full(home, of(events, job)[-1])
         assert (end["outcome"], end["terminal"]) == ("success", True)
-        assert re.fullmatch(rf"exit 0:0, {took1}(; MaxRSS \S+)?", end["detail"]), end
+        assert re.fullmatch(re.escape(f"exit 0:0, {took1}{slurm.limit_and_wait(job)}") + FIGURES, end["detail"]), end
     assert events[-1]["detail"] == "3 jobs: 2 completed, 1 failed"
     assert home.jobs() == []
 
@@ -373,7 +373,8 @@ def test_a_job_requeued_after_a_node_failure_goes_on_until_its_rerun_completes(s
     final = full(home, of(said, job)[-1])
     state, exit_code, took = final_row(slurm, job)
     assert state == "COMPLETED" and final["outcome"] == "success"
-    assert re.fullmatch(rf"exit {exit_code}, {took}(; MaxRSS \S+)?", final["detail"]), final
+    assert re.fullmatch(re.escape(f"exit {exit_code}, {took}{slurm.limit_and_wait(job)}") + FIGURES,
+                        final["detail"]), final
     assert f"run {run + 1} done" in (jobdir / f"slurm-{job}.out").read_text()
     # sacct -D: each run's record; every run but the last ended NODE_FAIL
     assert slurm.ssh(f"sacct -j {job} -X -D -n -P --format=State").stdout.split() == ["NODE_FAIL"] * (run + 1) + [
@@ -497,8 +498,8 @@ def test_a_failed_or_killed_step_under_a_script_that_exits_0_is_said(slurm: Slur
         final = full(home, of(events, job)[-1])
         assert (final["to"], final["terminal"], final["outcome"]) == ("COMPLETED", True, "success"), final
         took, code = derived[job][3], derived[job][2]
-        assert re.fullmatch(rf"exit 0:0, {took}, derived exit {code}; {re.escape(step)}(, MaxRSS \S+)?",
-                            final["detail"]), final
+        assert re.fullmatch(re.escape(f"exit 0:0, {took}{slurm.limit_and_wait(job)}, derived exit {code}; {step}")
+                            + f"(?:, {FIGURE})*", final["detail"]), final
     assert "derived exit 5:0" in full(home, of(events, exit5)[-1])["detail"]
     assert events[-1]["detail"] == "2 jobs: 2 completed"
 
@@ -534,8 +535,8 @@ def test_split_logs_the_cause_comes_from_the_error_file_and_both_are_named(slurm
     assert (state, exit_code) == ("FAILED", "1:0")
     final = full(home, of(events, job)[-1])
     assert (final["to"], final["outcome"]) == ("FAILED", "failure")
-    assert final["detail"] == (f"exit 1:0, {took}; ValueError: bad shard header in /data/shard-0007.bin "
-                               f"(log: {out}, {err})")
+    assert re.fullmatch(re.escape(f"exit 1:0, {took}{slurm.limit_and_wait(job)}; ValueError: bad shard header in "
+                                  f"/data/shard-0007.bin (log: {out}, {err})") + FIGURES, final["detail"]), final
 
 
 # ---------------------------------------------------------------- 8. the cause window
@@ -562,8 +563,9 @@ def test_a_cause_far_above_the_last_line_is_found_and_a_sigkill_is_named(slurm: 
     state, exit_code, took = final_row(slurm, oom)
     final = full(home, of(events, oom)[-1])
     assert (final["to"], final["outcome"], state, exit_code) == ("FAILED", "failure", "FAILED", "1:0")
-    assert final["detail"].startswith(f"exit 1:0, {took}; torch.OutOfMemoryError: CUDA out of memory"), final
-    assert final["detail"].endswith(f" (log: {oom_log})"), final
+    assert final["detail"].startswith(f"exit 1:0, {took}{slurm.limit_and_wait(oom)}; torch.OutOfMemoryError: "
+                                      "CUDA out of memory"), final
+    assert re.search(re.escape(f" (log: {oom_log})") + FIGURES + "$", final["detail"]), final
 
     kill_log = jobdir / f"jobmon-e2e-sigkill-{kill}.out"
     assert kill_log.read_text() == "about to be SIGKILLed\n"
@@ -571,7 +573,8 @@ def test_a_cause_far_above_the_last_line_is_found_and_a_sigkill_is_named(slurm: 
     assert exit_code == "0:9"
     final = full(home, of(events, kill)[-1])
     assert (final["to"], final["outcome"]) == (state, "failure")
-    assert final["detail"] == f"exit 0:9, {took}; killed by signal 9 (SIGKILL) (log: {kill_log})"
+    assert re.fullmatch(re.escape(f"exit 0:9, {took}{slurm.limit_and_wait(kill)}; killed by signal 9 (SIGKILL) "
+                                  f"(log: {kill_log})") + FIGURES, final["detail"]), final
 
 
 # ---------------------------------------------------------------- 9. log paths captured early
@@ -602,8 +605,9 @@ def test_the_log_path_kept_while_running_serves_after_the_controller_forgot_the_
     final = full(home, of(ran.events(), job)[-1])
     _, exit_code, took = final_row(slurm, job)
     assert (final["to"], final["outcome"]) == ("FAILED", "failure")
-    assert final["detail"] == (f"exit {exit_code}, {took}; RuntimeError: CUDA error: an illegal memory access "
-                               f"was encountered (log: {log})")
+    assert re.fullmatch(re.escape(f"exit {exit_code}, {took}{slurm.limit_and_wait(job)}; RuntimeError: CUDA error: "
+                                  f"an illegal memory access was encountered (log: {log})") + FIGURES,
+                        final["detail"]), final
 
 
 # ---------------------------------------------------------------- 10. a dependency never satisfied

@@ -15,7 +15,7 @@ import yaml
 
 from conftest import Home, jobmon
 
-from .conftest import Slurm, Watch, states
+from .conftest import FIGURES, Slurm, Watch, states
 
 pytestmark = pytest.mark.e2e
 
@@ -28,7 +28,7 @@ def add(home: Home, slurm: Slurm, job_id: str, *extra: str) -> None:
 def scheduler_detail(slurm: Slurm, job_id: str) -> tuple[str, str]:
     """The final state sacct reports, and the start of the detail jobmon must give for it."""
     state, exit_code, elapsed = slurm.sacct(job_id)[job_id]
-    return state, f"exit {exit_code}, {elapsed}"
+    return state, f"exit {exit_code}, {elapsed}{slurm.limit_and_wait(job_id)}"
 
 
 def ending(w: Watch, events: list[dict[str, Any]], job_id: str) -> dict[str, Any]:
@@ -52,7 +52,7 @@ def test_a_job_that_succeeds_is_completed_with_its_exit_code(slurm: Slurm, home:
     assert state == "COMPLETED" and detail.startswith("exit 0:0, ")
     assert (final["to"], final["outcome"], final["host"], final["description"]) == (
         "COMPLETED", "success", slurm.host, "e2e: succeeds")
-    assert re.fullmatch(re.escape(detail) + r"(; MaxRSS \S+)?", final["detail"]), final["detail"]
+    assert re.fullmatch(re.escape(detail) + FIGURES, final["detail"]), final["detail"]
     assert events[-1]["detail"] == "1 job: 1 completed"
     assert home.jobs() == []
     assert [(r["id"], r["last_status"], r["outcome"]) for r in home.history()] == [(job, "COMPLETED", "success")]
@@ -71,7 +71,7 @@ def test_a_failed_job_names_its_root_cause_and_its_log(slurm: Slurm, home: Home,
     assert (final["to"], final["outcome"]) == ("FAILED", "failure")
     log = jobdir / f"slurm-{job}.out"
     assert "Traceback (most recent call last):" in log.read_text()
-    assert final["detail"] == f"{detail}; RuntimeError: boom 42 (log: {log})"
+    assert re.fullmatch(re.escape(f"{detail}; RuntimeError: boom 42 (log: {log})") + FIGURES, final["detail"])
     assert events[-1]["detail"] == "1 job: 1 failed"
     (record,) = home.history()
     assert "cleanup done" in record["action_output"]  # the tail was read; the cause was picked from it
@@ -89,7 +89,8 @@ def test_scancel_while_running_is_cancelled(slurm: Slurm, home: Home, jobdir: Pa
     assert re.fullmatch(r"CANCELLED by \d+", state)  # sacct's own words, normalised by jobmon
     assert (final["to"], final["outcome"]) == ("CANCELLED", "failure")
     assert states(w.events)[-2:] == ["RUNNING", "CANCELLED"]
-    assert final["detail"].startswith(f"{detail}; ") and final["detail"].endswith(f"(log: {jobdir}/slurm-{job}.out)")
+    assert re.fullmatch(re.escape(f"{detail}; ") + ".*" + re.escape(f"(log: {jobdir}/slurm-{job}.out)") + FIGURES,
+                        final["detail"]), final["detail"]
     assert f"JOB {job} ON" in final["detail"] and "CANCELLED AT" in final["detail"]  # slurmstepd's line
     assert events[-1]["detail"] == "1 job: 1 failed"
 
@@ -178,9 +179,10 @@ def test_a_job_past_its_time_limit_is_timeout_with_the_reason(slurm: Slurm, home
     state, detail = scheduler_detail(slurm, job)
     assert state == "TIMEOUT"
     assert (final["to"], final["outcome"]) == ("TIMEOUT", "failure")
-    assert final["detail"].startswith(f"{detail}; ")
-    assert re.search(rf"; JOB {job} ON \S+ CANCELLED AT \S+ DUE TO TIME LIMIT \(log: {re.escape(str(out))}\)$",
-                     final["detail"]), final["detail"]
+    logged = home.history()[0]["detail"]  # whole: a printed line may be shortened in its middle
+    assert final["detail"].startswith(f"{detail}; ") and logged.startswith(f"{detail}; ")
+    assert re.search(rf"; JOB {job} ON \S+ CANCELLED AT \S+ DUE TO TIME LIMIT \(log: {re.escape(str(out))}\){FIGURES}$",
+                     logged), logged
 
 
 def test_checks_reuse_one_ssh_connection_per_host(slurm: Slurm, home: Home, jobdir: Path, ssh_cache: Path) -> None:
@@ -196,3 +198,25 @@ def test_checks_reuse_one_ssh_connection_per_host(slurm: Slurm, home: Home, jobd
     assert check.returncode == 0 and check.stderr.startswith("Master running"), check.stderr
     assert jobmon("status", *home.args()).code == 0
     assert [s for s in (ssh_cache / "jobmon").iterdir() if s.is_socket()] == sockets  # the same one, reused
+
+
+def test_an_ended_job_says_its_efficiency_and_the_report_lists_it(slurm: Slurm, home: Home, jobdir: Path,
+                                                                  watch) -> None:
+    # 2 CPUs asked, one of them kept busy for 3 s: sacct's TotalCPU over Elapsed × AllocCPUS.
+    job = slurm.sbatch("python3 -c 'import time; t = time.time()\nwhile time.time() - t < 3: pass'",
+                       "--chdir", str(jobdir), "--time=00:05:00", "--cpus-per-task=2", "--mem=200M")
+    add(home, slurm, job, "--desc", "e2e: efficiency")
+    w = watch(*home.args())
+    final = ending(w, w.finish(), job)
+    state, detail = scheduler_detail(slurm, job)
+    assert state == "COMPLETED" and " of 00:05:00, waited " in detail
+    assert re.fullmatch(re.escape(detail) + r"; CPU \d+%(, mem \d+% of 200M)?", final["detail"]), final["detail"]
+    measured = home.history()[0]["measured"]
+    elapsed, cpu_time = slurm.ssh(f"sacct -j {job} -n -P --format=ElapsedRaw,TotalCPU | head -n 1").stdout.strip().split("|")
+    assert (measured["limit_s"], measured["elapsed_s"], measured["mem_req"]) == (300, int(elapsed), 200 * 2**20)
+    assert 0 < measured["cpu_pct"] <= 100 and f"CPU {measured['cpu_pct']:.0f}%" in final["detail"], (measured, cpu_time)
+    ran = jobmon("report", "--since", "1h", "--json", *home.args())
+    assert ran.code == 0, ran.err
+    job_line, totals = ran.events()
+    assert (job_line["id"], job_line["state"], job_line["cpu_pct"]) == (job, "COMPLETED", measured["cpu_pct"])
+    assert (totals["jobs"], totals["outcomes"], totals["gpu_hours"]) == (1, {"completed": 1}, 0)
