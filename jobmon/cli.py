@@ -285,8 +285,8 @@ def _watcher(args: argparse.Namespace, config: "Config", registry: "Registry"): 
     from jobmon.notify import notifier
     from jobmon.watch import Watcher
 
-    return Watcher(config, registry, _log(registry), interval=getattr(args, "interval", None),
-                   notifier=notifier(config))
+    log = _log(registry)
+    return Watcher(config, registry, log, interval=getattr(args, "interval", None), notifier=notifier(config, log))
 
 
 def _log(registry: "Registry"):  # type: ignore[no-untyped-def]

@@ -226,6 +226,9 @@ class Cursor:
         self._lock_fd = fd
         return True
 
+    def held(self) -> bool:
+        return self._lock_fd is not None
+
     def superseded(self) -> bool:
         """A newer follower of this reader asked this one to go."""
         return self._lock_fd is not None and self.stop_path.exists()

@@ -1,17 +1,17 @@
 """Notifications to people: the session's events, sent through apprise to a phone, a chat, a mail.
 
 ``notify:`` lists targets, each an apprise URL and the event kinds it wants, at the top of a
-monitor.yaml, in a cluster or in a job type; the most specific list wins whole. The poller hands
-each cycle's logged events here (``Notifier.tell``), which never waits on a network: each target
-has a thread and a queue of its own, every send has a timeout, and a send that fails is tried
-once more, then said in one line on stderr. Secrets come from the environment
+monitor.yaml, in a cluster or in a job type; the most specific list wins whole. Each target reads
+the session's event log with a cursor of its own, in a thread of the process that polls: polling
+never waits on a network, a poller killed mid-send loses nothing (the next one goes on from the
+cursor), every send has a timeout, and a send that fails is tried once more, then said in one
+line on stderr. Secrets come from the environment
 (``{{ env.NTFY_TOKEN }}``) when a message is sent; a target is only ever named by the URL as
 written, and every substituted value is masked in what apprise says back.
 """
 from __future__ import annotations
 
 import logging
-import queue
 import re
 import threading
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import jinja2
 
     from jobmon.config import Config
+    from jobmon.eventlog import Cursor, EventLog
 
 DEFAULT_ON = ("failure", "never_starts", "stalled")
 # What every config may name: an end by its outcome, and the engine's own key events. The names
@@ -34,7 +35,6 @@ DEFAULT_ON = ("failure", "never_starts", "stalled")
 ENGINE_KINDS = ("success", "failure", "stalled", "resumed", "unreachable", "recovered", "progress")
 TIMEOUT = 10.0  # seconds one send may take, connection and answer together
 RETRY_AFTER = 5.0  # seconds before the one retry of a failed send
-BACKLOG = 100  # messages a target may have waiting; past that, new ones are dropped (one line)
 MAX_LINES = 30  # events one message lists; a flood is one message, "+N more" at its end
 _PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]+@")
 
@@ -171,7 +171,7 @@ def each_job(event: Event) -> list[Event]:
 
 
 def route(events: Iterable[Event], targets_of: Callable[[Event], Sequence[Target]]) -> dict[Target, list[Event]]:
-    """Each target and the events of one cycle it asked for, in order."""
+    """Each target and the events it asked for, in order."""
     out: dict[Target, list[Event]] = {}
     for event in (e for logged in events for e in each_job(logged)):
         kind = kind_of(event)
@@ -305,47 +305,90 @@ def _quiet_apprise() -> None:
 
 
 class Notifier:
-    """Hands each cycle's events to the targets that want them; never waits on a send."""
+    """One reader of the event log per target, each in a thread of its own with a cursor of its
+    own (``readers/notify-<hash>.seq``): what the poller logged is sent from there, so a hung
+    server holds up only its own messages, and a poller killed mid-send leaves its cursor behind
+    for the next one to go on from. Only the process holding a target's reader lock sends to it
+    (the poller, or a ``jobmon status`` with no poller beside it); the others leave it be."""
 
-    def __init__(self, targets_of: Callable[[Event], Sequence[Target]], environ: Mapping[str, str],
-                 *, max_line: int = 400, retry_after: float = RETRY_AFTER) -> None:
+    def __init__(self, targets: Sequence[Target], targets_of: Callable[[Event], Sequence[Target]],
+                 log: "EventLog", environ: Mapping[str, str], *, max_line: int = 400,
+                 retry_after: float = RETRY_AFTER) -> None:
+        self.targets = tuple(targets)
         self.targets_of = targets_of
+        self.log = log
         self.environ = environ
         self.max_line = max_line
         self.retry_after = retry_after
-        self._queues: dict[Target, queue.Queue[Message]] = {}
-        self._lock = threading.Lock()
+        self._wake = {t: threading.Event() for t in self.targets}
+        # The last seq each reader has seen; None before its first look, -1 while another process sends.
+        self._reached: dict[Target, int | None] = {t: None for t in self.targets}
+        self._moved = threading.Condition()
+        self._started = False
+        self._closing = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Before this process logs its first event: a target new to the session starts from
+        here (not from the whole log); one with a cursor goes on from it."""
+        if self._started:
+            return
+        self._started = True
+        origin = self.log.last_seq()
+        for target in self.targets:
+            self._threads.append(threading.Thread(target=self._serve_safely, args=(target, origin), name="notify",
+                                                  daemon=True))
+            self._threads[-1].start()
 
     def tell(self, events: Sequence[Event]) -> None:
+        """These were just logged: the readers look at once instead of at their next look."""
+        self.start()
+        for wake in self._wake.values():
+            wake.set()
+
+    def _serve_safely(self, target: Target, origin: int) -> None:
         try:
-            self._tell(events)
+            self._serve(target, origin)
         except Exception as exc:  # telling people must never stop the polling
-            logger.opt(exception=exc).debug("notify failed")  # the traceback with -vv; one line always
-            logger.error("notify: {}: {}", type(exc).__name__, one_line(str(exc)))
+            logger.opt(exception=exc).debug("notify failed")
+            logger.error("notify {}: {}: {}", target.name, type(exc).__name__, one_line(str(exc)))
+            self._reach(target, -1)
 
-    def _tell(self, events: Sequence[Event]) -> None:
-        for target, chosen in route(events, self.targets_of).items():
-            message = compose(chosen, self.max_line)
-            try:
-                self._queue(target).put_nowait(message)
-            except queue.Full:
-                logger.warning("notify {}: {} messages wait already; not sent: {}", target.name, BACKLOG, message.title)
+    def _serve(self, target: Target, origin: int) -> None:
+        from jobmon.eventlog import Cursor
 
-    def _queue(self, target: Target) -> "queue.Queue[Message]":
-        with self._lock:
-            if target not in self._queues:
-                self._queues[target] = queue.Queue(BACKLOG)
-                threading.Thread(target=self._serve, args=(target, self._queues[target]),
-                                 name="notify", daemon=True).start()
-            return self._queues[target]
+        cursor = Cursor(self.log.path.parent, reader_name(target))
+        try:
+            self._read(target, origin, cursor)
+        finally:
+            cursor.release()
 
-    def _serve(self, target: Target, waiting: "queue.Queue[Message]") -> None:
-        while True:
-            message = waiting.get()
-            try:
-                self._deliver(target, message)
-            finally:
-                waiting.task_done()
+    def _read(self, target: Target, origin: int, cursor: "Cursor") -> None:
+        wake = self._wake[target]
+        where = None
+        while not self._closing.is_set():
+            wake.clear()
+            if not cursor.held() and not cursor.claim(0, ask=False):
+                self._reach(target, -1)  # another process sends to this target; it reads the same log
+                wake.wait(LOOK)
+                continue
+            if not cursor.path.exists():  # written now: a poller killed during its first send leaves it
+                cursor.set(origin)
+            seq = cursor.get()
+            events, where = self.log.read_from(seq, where)
+            if events:
+                chosen = route(events, self.targets_of).get(target)
+                if chosen:
+                    self._deliver(target, compose(chosen, self.max_line))
+                seq = events[-1].seq
+                cursor.set(seq)  # a kill before this line sends the message again, never loses it
+            self._reach(target, seq)
+            wake.wait(LOOK)
+
+    def _reach(self, target: Target, seq: int) -> None:
+        with self._moved:
+            self._reached[target] = seq
+            self._moved.notify_all()
 
     def _deliver(self, target: Target, message: Message) -> None:
         first = send(target, message, self.environ)
@@ -359,16 +402,41 @@ class Notifier:
             logger.warning("notify {}: not sent, tried twice: {}: {}", target.name, again.why, message.title)
 
     def drain(self) -> None:
-        """Before the poller ends: wait for what is queued, as long as each target's messages
-        may take (two attempts and the pause each), then give up on the rest with one line."""
-        with self._lock:
-            queues = dict(self._queues)
-        for target, waiting in queues.items():
-            done = threading.Event()
-            threading.Thread(target=lambda w=waiting: (w.join(), done.set()), daemon=True).start()
-            bound = (waiting.qsize() + 1) * (2 * target.timeout + self.retry_after) + 1
-            if not done.wait(bound):
-                logger.warning("notify {}: {} messages not sent: jobmon is ending", target.name, waiting.qsize() + 1)
+        """Before the process ends: wait until each target this process sends to has been sent
+        what was logged, as long as two messages may take (the one in flight and the rest);
+        then leave the rest to the next poller, with one line."""
+        if not self._started:
+            return
+        goal = self.log.last_seq()
+        for wake in self._wake.values():
+            wake.set()
+        import time
+
+        deadline = time.monotonic() + max((2 * (2 * t.timeout + self.retry_after) + 1 for t in self.targets), default=0)
+        with self._moved:
+            self._moved.wait_for(lambda: all(s is not None and (s < 0 or s >= goal) for s in self._reached.values()),
+                                 max(deadline - time.monotonic(), 0))
+            late = [t for t, s in self._reached.items() if s is None or 0 <= s < goal]
+        for target in late:
+            logger.warning("notify {}: not sent yet as jobmon ends; the next poller sends it", target.name)
+
+    def close(self) -> None:
+        """Let go of every target (a reader in the middle of a send finishes it on its own)."""
+        self._closing.set()
+        for wake in self._wake.values():
+            wake.set()
+        for thread in self._threads:
+            thread.join(1.0)
+
+
+LOOK = 5.0  # seconds between a reader's looks at the log when nothing woke it
+
+
+def reader_name(target: Target) -> str:
+    """A target's cursor, named for where it is set and its URL as written (never a secret)."""
+    import hashlib
+
+    return "notify-" + hashlib.sha256(target.name.encode()).hexdigest()[:16]
 
 
 def test(all_targets: Sequence[Target], environ: Mapping[str, str], text: str) -> list[tuple[Target, Sent]]:
@@ -380,10 +448,12 @@ def test(all_targets: Sequence[Target], environ: Mapping[str, str], text: str) -
         return list(zip(all_targets, pool.map(lambda t: send(t, message, environ), all_targets)))
 
 
-def notifier(config: "Config") -> Notifier | None:
-    """The poller's notifier, or None when the config names no target."""
+def notifier(config: "Config", log: "EventLog") -> Notifier | None:
+    """The notifier of a process that polls, or None when the config names no target."""
     import os
 
-    if not config.notify.every():
+    every = tuple(dict.fromkeys(config.notify.every()))
+    if not every:
         return None
-    return Notifier(lambda e: config.notify_targets(e.type, e.host), os.environ, max_line=config.settings.max_line)
+    return Notifier(every, lambda e: config.notify_targets(e.type, e.host), log, os.environ,
+                    max_line=config.settings.max_line)

@@ -46,6 +46,8 @@ class Watcher:
 
     def cycle(self, *, everything: bool = False) -> list[Job]:
         """Check the due groups (all of them with ``everything``); return the active jobs left."""
+        if self.notifier is not None:  # before this process logs anything: where a new target starts
+            self.notifier.start()
         entries = self.registry.read()
         jobs = [e for e in entries if isinstance(e, Job) and not e.book.final]
         unusable = self._unusable(entries)
@@ -311,8 +313,9 @@ class Watcher:
         self._to_history(outcomes)
 
     def _say(self, events: list[Event]) -> None:
-        """Into the event log first; then, for ``jobmon status``, on the screen; then to people,
-        from the notifier's own threads (a hung server never holds a cycle up)."""
+        """Into the event log first; then, for ``jobmon status``, on the screen; then the
+        notifier's readers are woken (they send from threads of their own: a hung server never
+        holds a cycle up)."""
         logged = self.log.append(events)
         if self.echo is not None and logged:
             self.echo(logged)

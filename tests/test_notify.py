@@ -133,7 +133,7 @@ types:
 
 def test_no_notify_anywhere_tells_no_one(home: Home) -> None:
     cfg = config.load(env={})
-    assert cfg.notify.every() == () and notify.notifier(cfg) is None
+    assert cfg.notify.every() == () and notify.notifier(cfg, None) is None  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("file,text,error", [
@@ -185,6 +185,22 @@ def target(on: tuple[str, ...] = notify.DEFAULT_ON, url: str = "json://127.0.0.1
     return notify.Target(f"test ({url})", template.compile_template(url, ("env",), shell=False), frozenset(on), timeout)
 
 
+def told(tmp_path: Path, *targets: notify.Target, retry_after: float = 0) -> notify.Notifier:
+    """A notifier reading a session's event log, started as a poller starts it."""
+    from jobmon.eventlog import EventLog
+
+    log = EventLog(tmp_path / "session" / "events.jsonl")
+    notifier = notify.Notifier(targets, lambda e: targets, log, {}, retry_after=retry_after)
+    notifier.start()
+    return notifier
+
+
+def logged(notifier: notify.Notifier, *events: Event) -> None:
+    """Log these as a poller does, and wait until they are sent."""
+    notifier.tell(notifier.log.append(list(events)))
+    notifier.drain()
+
+
 def end(job: str, state: str, outcome: str) -> Event:
     return Event(kind="state", type="slurm", id=job, host="eos", before="RUNNING", after=state, terminal=True,
                  outcome=outcome, detail="exit 1:0")
@@ -233,7 +249,7 @@ def test_a_failed_job_reaches_the_server_from_the_poll(home: Home, cluster: Clus
     cluster.set("18", "COMPLETED")
     add(home, Job("slurm", "17", host="c", description="PTQ"), Job("slurm", "18", host="c"))
     watcher, _ = make_watcher(home, cfg)
-    watcher.notifier = notify.notifier(cfg)
+    watcher.notifier = notify.notifier(cfg, watcher.log)
     watcher.cycle(everything=True)
     watcher.notifier.drain()
     got = server.next()
@@ -242,11 +258,10 @@ def test_a_failed_job_reaches_the_server_from_the_poll(home: Home, cluster: Clus
     assert server.count == 1  # the success was not asked for
 
 
-def test_the_issue_s_example_through_ntfy(servers: Any) -> None:
+def test_the_issue_s_example_through_ntfy(tmp_path: Path, servers: Any) -> None:
     server = servers()
-    told = notify.Notifier(lambda e: (target(("failure", "stalled"), server.url("my-topic", "ntfy")),), {})
-    told.tell([key("17", "STALLED"), end("18", "COMPLETED", "success")])
-    told.drain()
+    logged(told(tmp_path, target(("failure", "stalled"), server.url("my-topic", "ntfy"))),
+           key("17", "STALLED"), end("18", "COMPLETED", "success"))
     got = server.next()
     assert (got["topic"], got["title"]) == ("my-topic", "jobmon: STALLED slurm 17@eos")
     assert got["message"].endswith("slurm 17@eos: STALLED (for 0:30:00)")
@@ -258,7 +273,7 @@ def test_a_hung_server_never_holds_the_polling_up(home: Home, cluster: Cluster, 
     cluster.set("17", "FAILED", "1:0")
     add(home, Job("slurm", "17", host="c"))
     watcher, _ = make_watcher(home, cfg)
-    watcher.notifier = notify.notifier(cfg)
+    watcher.notifier = notify.notifier(cfg, watcher.log)
 
     def cycle() -> None:
         poll = threading.Thread(target=watcher.cycle, kwargs={"everything": True})
@@ -278,31 +293,25 @@ def test_a_hung_server_never_holds_the_polling_up(home: Home, cluster: Cluster, 
     assert server.next()["title"] == "jobmon: FAILED slurm 18@c"
 
 
-def test_a_server_that_never_answers_times_out_then_is_one_line(servers: Any, said: list[str]) -> None:
+def test_a_server_that_never_answers_times_out_then_is_one_line(tmp_path: Path, servers: Any, said: list[str]) -> None:
     server = servers(hang=True)
-    told = notify.Notifier(lambda e: (target(url=server.url(), timeout=0.5),), {}, retry_after=0)
-    told.tell([end("17", "FAILED", "failure")])
-    told.drain()
+    logged(told(tmp_path, target(url=server.url(), timeout=0.5)), end("17", "FAILED", "failure"))
     assert server.count == 2  # one retry
     (line,) = said
     assert line.startswith(f"notify test (json://127.0.0.1:{server.port}/): not sent, tried twice: ")
     assert line.endswith(": jobmon: FAILED slurm 17@eos")
 
 
-def test_a_send_the_retry_delivers_says_nothing_on_stderr(servers: Any, said: list[str]) -> None:
+def test_a_send_the_retry_delivers_says_nothing_on_stderr(tmp_path: Path, servers: Any, said: list[str]) -> None:
     server = servers((503, 200))
-    told = notify.Notifier(lambda e: (target(url=server.url()),), {}, retry_after=0)
-    told.tell([end("17", "FAILED", "failure")])
-    told.drain()
+    logged(told(tmp_path, target(url=server.url())), end("17", "FAILED", "failure"))
     assert server.count == 2 and said == []
     assert server.next() == server.next()  # the same message, twice
 
 
-def test_a_closed_port_is_one_retry_and_one_line(said: list[str]) -> None:
+def test_a_closed_port_is_one_retry_and_one_line(tmp_path: Path, said: list[str]) -> None:
     port = closed_port()
-    told = notify.Notifier(lambda e: (target(url=f"json://127.0.0.1:{port}/x"),), {}, retry_after=0)
-    told.tell([end("17", "FAILED", "failure")])
-    told.drain()
+    logged(told(tmp_path, target(url=f"json://127.0.0.1:{port}/x")), end("17", "FAILED", "failure"))
     assert said == [f"notify test (json://127.0.0.1:{port}/x): not sent, tried twice: A Connection error occurred "
                     "sending JSON notification to 127.0.0.1.: jobmon: FAILED slurm 17@eos"]
 
@@ -374,3 +383,71 @@ def test_the_detached_poller_tells_with_no_one_watching(home: Home, cluster: Clu
     assert ran.code == 0 and "poller started" in ran.err
     assert server.next()["title"] == "jobmon: FAILED slurm 17@c"
     assert wait_for(lambda: not home.jobs())
+
+
+# ---------------------------------------------------------------- nothing lost, nothing repeated
+
+
+def test_a_reader_goes_on_from_its_cursor_and_a_new_target_starts_from_now(tmp_path: Path, servers: Any) -> None:
+    from jobmon.eventlog import Cursor, EventLog
+
+    server = servers()
+    log = EventLog(tmp_path / "session" / "events.jsonl")
+    log.append([end("16", "FAILED", "failure")])  # before the target was configured: not its news
+    first = told(tmp_path, target(url=server.url()))
+    logged(first, end("17", "FAILED", "failure"))
+    first.close()
+    assert server.next()["title"] == "jobmon: FAILED slurm 17@eos"
+    assert Cursor(tmp_path / "session", notify.reader_name(target(url=server.url()))).get() == 2
+    log.append([end("18", "FAILED", "failure"), end("19", "FAILED", "failure")])  # a poller killed before it sent them
+    later = told(tmp_path, target(url=server.url()))  # the next poller
+    later.drain()
+    later.close()
+    assert server.next()["title"] == "jobmon: 2 events: 2 FAILED"
+    told(tmp_path, target(url=server.url())).drain()
+    assert server.count == 2  # each once
+
+
+def test_while_a_poller_sends_to_a_target_no_other_process_does(tmp_path: Path, servers: Any) -> None:
+    from jobmon.eventlog import Cursor
+
+    server = servers()
+    one = target(url=server.url())
+    poller = Cursor(tmp_path / "session", notify.reader_name(one))
+    assert poller.claim(0, ask=False)
+    status = told(tmp_path, one)  # a `jobmon status` beside it
+    logged(status, end("17", "FAILED", "failure"))  # its drain does not wait for what the poller sends
+    assert server.count == 0
+    poller.release()
+    status.tell([])
+    assert server.next()["title"] == "jobmon: FAILED slurm 17@eos"
+
+
+def test_a_poller_killed_mid_send_leaves_the_message_to_the_next(home: Home, cluster: Cluster, tmp_path: Path,
+                                                                 servers: Any) -> None:
+    import os
+    import signal
+
+    from conftest import pids_with
+
+    hung = servers(hang=True)
+    cfg = tmp_path / "m.yaml"
+    cfg.write_text(f"notify: [{{url: '{hung.url()}', timeout: 300}}]\n")
+    cluster.set("17", "FAILED", "1:0")
+    assert jobmon("add", "--type", "slurm", "--id", "17", "--host", "c", "--watch", "--config", str(cfg),
+                  *home.args()).code == 0
+    assert hung.next()["title"] == "jobmon: FAILED slurm 17@c"  # in flight, and the server holds it
+    (poller,) = [p for p in pids_with(str(home.root)) if b"poll" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    os.kill(poller, signal.SIGKILL)
+    assert wait_for(lambda: not pids_with(str(home.root)))
+    hung.release.set()  # the server answers again
+    cluster.set("18", "FAILED", "1:0")
+    assert jobmon("add", "--type", "slurm", "--id", "18", "--host", "c", "--watch", "--config", str(cfg),
+                  *home.args()).code == 0
+    after = [hung.next()["message"]]
+    if "slurm 18@c" not in after[0]:  # 17's end alone, when the next poller read it before 18 ended
+        after.append(hung.next()["message"])
+    assert [m.count("slurm 17@c") for m in after] == [1] + [0] * (len(after) - 1)  # sent again, once
+    assert "slurm 18@c" in after[-1]
+    assert wait_for(lambda: not home.jobs())
+    assert hung.arrived.empty()

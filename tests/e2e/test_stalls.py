@@ -10,7 +10,7 @@ import pytest
 
 from conftest import Home, jobmon
 
-from .conftest import Slurm, states
+from .conftest import FIGURE, Slurm, states
 
 pytestmark = pytest.mark.e2e
 
@@ -39,7 +39,11 @@ def test_a_job_that_goes_silent_is_stalled_then_resumed_then_completed(slurm: Sl
     resumed = w.until(lambda e: e["kind"] == "event" and e["to"] == "RESUMED")[-1]
     assert re.fullmatch(r"moving again after 0:00:\d\d without progress", resumed["detail"]), resumed["detail"]
     rest = w.finish()
-    assert [(e["kind"], e["to"]) for e in rest if e["kind"] != "summary"] == [("state", "COMPLETED")]
+    (end,) = [e for e in rest if e["kind"] != "summary"]
+    assert (end["kind"], end["to"], end["outcome"]) == ("state", "COMPLETED", "success")
+    _, exit_code, elapsed = slurm.sacct(job)[job]  # with what seff would say: a sleeping job's CPU is near 0 %
+    assert re.fullmatch(re.escape(f"exit {exit_code}, {elapsed}{slurm.limit_and_wait(job)}; ") + rf"CPU \d+%(?:, {FIGURE})*",
+                        end["detail"]), end["detail"]
     assert [e["to"] for e in w.events if e["to"] in ("STALLED", "RESUMED")] == ["STALLED", "RESUMED"]  # once each
     assert w.code == 0
     assert (jobdir / f"slurm-{job}.out").read_text().splitlines()[-1] == "step 2"
