@@ -252,7 +252,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         finally:
             restore()
             if watcher.notifier is not None:  # what this check found is told, as a poller's would be
-                watcher.notifier.drain()
+                watcher.notifier.drain(watcher.notifier.one_send)
         stopped = watcher.stop.is_set()
         entries = registry.read()
     summary = report.session(config, entries, registry.history())

@@ -13,16 +13,20 @@ import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from jobmon import schema
 from jobmon.jobtype import (  # noqa: F401  (the records are config's vocabulary too)
     BATCH_VARS, BUILTIN_PATTERNS, CATEGORIES, CHECK_VARS, RESULT_VARS, STANDARD_FIELDS, Delegate, Discover,
     FieldSpec, JobType, JsonSpec, Pattern, Probe, build, build_patterns,
 )
-from jobmon.notify import Routes, Target, routes as notify_routes
 from jobmon.settings import Settings  # config.Settings too: plan and the tests name it so
 from jobmon.where import ConfigError, Where  # config.ConfigError too: cli and the tests catch it so
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from jobmon.notify import Routes, Target
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "interval": 30.0,
@@ -41,6 +45,14 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 
 
 # ---------------------------------------------------------------- typed records
+
+
+def _routes() -> "ModuleType":
+    """jobmon.notify, imported only when a config is built: apprise and its threads are not
+    every command's business, and `jobmon list` starts faster without them."""
+    from jobmon import notify
+
+    return notify
 
 
 @dataclass(frozen=True)
@@ -63,7 +75,7 @@ class Config:
     _cache: dict[tuple[str, tuple[str, ...]], tuple[JobType, Settings]] = field(
         default_factory=dict, repr=False, compare=False
     )
-    notify: Routes = field(default_factory=Routes, repr=False, compare=False)
+    notify: "Routes" = field(default_factory=lambda: _routes().Routes(), repr=False, compare=False)
 
     def resolve(self, type_name: str, host: str = "") -> tuple[JobType, Settings]:
         """The job type and settings in force for a host, after cluster overrides."""
@@ -75,7 +87,7 @@ class Config:
             self._cache[key] = _build_for_clusters(self._raw, self._origins, type_name, names)
         return self._cache[key]
 
-    def notify_targets(self, type_name: str, host: str = "") -> tuple[Target, ...]:
+    def notify_targets(self, type_name: str, host: str = "") -> tuple["Target", ...]:
         """Who is told of a job of this type on this host (``notify:``, the most specific list)."""
         return self.notify.targets(type_name, tuple(c.name for c in self.clusters if host and c.matches(host)))
 
@@ -282,13 +294,14 @@ def _build(raw: dict[str, Any], origins: dict, files: tuple[str, ...]) -> Config
             if tname not in types:
                 raise where.error(("types", tname), _unknown_type(tname, types))
         clusters.append(Cluster(cname, tuple(body["hosts"])))
-    routes = notify_routes(raw, origins, (p.name for t in types.values() for p in t.events))
-    config = Config(settings, types, tuple(clusters), files, raw, origins, notify=routes)
-    for cluster in clusters:  # validate every override once, now, not at first use
-        for tname in types:
-            config._cache[(tname, (cluster.name,))] = _build_for_clusters(raw, origins, tname, (cluster.name,))
-        _no_delegate_cycle({t: config._cache[(t, (cluster.name,))][0] for t in types},
-                           Where(origins, ("clusters", cluster.name)))
+    # Every override is validated once, now, not at first use.
+    built = {(t, (c.name,)): _build_for_clusters(raw, origins, t, (c.name,)) for c in clusters for t in types}
+    for cluster in clusters:
+        _no_delegate_cycle({t: built[(t, (cluster.name,))][0] for t in types}, Where(origins, ("clusters", cluster.name)))
+    # A target may ask for any key event a type has, on a cluster too.
+    kinds = [p.name for t in [*types.values(), *(b[0] for b in built.values())] for p in t.events]
+    config = Config(settings, types, tuple(clusters), files, raw, origins, notify=_routes().routes(raw, origins, kinds))
+    config._cache.update(built)
     return config
 
 

@@ -34,8 +34,11 @@ DEFAULT_ON = ("failure", "never_starts", "stalled")
 # of the job types' key events (slurm's NEVER_STARTS) are added at load.
 ENGINE_KINDS = ("success", "failure", "stalled", "resumed", "unreachable", "recovered", "progress")
 TIMEOUT = 10.0  # seconds one send may take, connection and answer together
+MAX_TIMEOUT = 120.0  # a poller's last wait for its sends is bounded by it
 RETRY_AFTER = 5.0  # seconds before the one retry of a failed send
-MAX_LINES = 30  # events one message lists; a flood is one message, "+N more" at its end
+MAX_LINES = 30  # events one message lists; a flood is one message, "+N more" at its end (never an end)
+LOOK = 5.0  # seconds between a reader's looks at the event log when nothing woke it
+QUICK = 2.0  # seconds a stopped poller gives its sends: its readers' cursors keep the rest
 _PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]+@")
 
 
@@ -48,6 +51,13 @@ class Target:
     url: "jinja2.Template"  # its only variable is `env`
     on: frozenset[str]
     timeout: float
+    source: str = ""  # the URL as written, secrets as {{ env.X }}
+
+    @property
+    def key(self) -> str:
+        """What one reader of the log serves: a URL listed twice (at the top and for a type) with
+        the same kinds gets each message once, and its cursor outlives edits elsewhere in the file."""
+        return f"{self.source} on={','.join(sorted(self.on))}"
 
 
 @dataclass(frozen=True)
@@ -128,10 +138,10 @@ def targets(items: Sequence[Mapping[str, Any]], where: Where, known: Sequence[st
                 hint = f" (did you mean '{near}'?)" if near else f" (known: {', '.join(known)})"
                 raise where.error(at + ("on", str(j)), f"unknown event kind '{item['on'][j]}'{hint}")
         timeout = float(item.get("timeout", TIMEOUT))
-        if timeout <= 0:
-            raise where.error(at + ("timeout",), "must be greater than 0")
+        if not 0 < timeout <= MAX_TIMEOUT:
+            raise where.error(at + ("timeout",), f"must be greater than 0 and at most {MAX_TIMEOUT:g} (seconds)")
         name = f"{where.name(at)} ({shown(source)})"
-        out.append(Target(name, url, frozenset(on), timeout))
+        out.append(Target(name, url, frozenset(on), timeout, source))
     return tuple(out)
 
 
@@ -156,6 +166,8 @@ def kind_of(event: Event) -> str | None:
     if event.kind == "state":
         return event.outcome if event.terminal else None
     if event.kind == "event":
+        if " " in (event.after or ""):  # "12_3 FAILED": a part's end, said only when it failed
+            return "failure"
         return display_name(event.after or "").lower() or None
     return None
 
@@ -170,16 +182,15 @@ def each_job(event: Event) -> list[Event]:
             for j in event.jobs]
 
 
-def route(events: Iterable[Event], targets_of: Callable[[Event], Sequence[Target]]) -> dict[Target, list[Event]]:
-    """Each target and the events it asked for, in order."""
-    out: dict[Target, list[Event]] = {}
+def route(events: Iterable[Event], targets_of: Callable[[Event], Sequence[Target]]) -> dict[str, list[Event]]:
+    """The events each target (by its ``key``) asked for, in order; each once."""
+    out: dict[str, list[Event]] = {}
     for event in (e for logged in events for e in each_job(logged)):
         kind = kind_of(event)
         if kind is None:
             continue
-        for target in targets_of(event):
-            if kind in target.on:
-                out.setdefault(target, []).append(event)
+        for key in dict.fromkeys(t.key for t in targets_of(event) if kind in t.on):
+            out.setdefault(key, []).append(event)
     return out
 
 
@@ -190,10 +201,14 @@ class Message(NamedTuple):
 
 
 def compose(events: Sequence[Event], max_line: int = 400) -> Message:
-    """One message for one cycle's events of one target: a flood is one message, not fifty."""
-    lines = [format_text(e, max_line) for e in events[:MAX_LINES]]
-    if len(events) > MAX_LINES:
-        lines.append(f"+{len(events) - MAX_LINES} more")
+    """One message for the events of one target read at once: a flood is one message, not
+    fifty. Ends come first and are never folded into "+N more": each names its job."""
+    ends = [e for e in events if e.terminal or kind_of(e) == "failure"]
+    rest = [e for e in events if not (e.terminal or kind_of(e) == "failure")]
+    room = max(MAX_LINES - len(ends), 0)
+    lines = [format_text(e, max_line) for e in ends + rest[:room]]
+    if len(rest) > room:
+        lines.append(f"+{len(rest) - room} more")
     levels = {_level(kind_of(e) or "") for e in events}
     level = next((lv for lv in ("failure", "warning", "success") if lv in levels), "info")  # the worst
     if len(events) == 1:
@@ -253,7 +268,16 @@ def render(target: Target, environ: Mapping[str, str]) -> tuple[str, tuple[str, 
     except jinja2.UndefinedError as exc:
         missing = env._jobmon_missing
         raise ValueError(f"environment variable {missing} is not set" if missing else str(exc)) from None
-    return url, tuple(sorted({v for v in env._jobmon_given if v}, key=len, reverse=True))
+    return url, _secrets(env._jobmon_given)
+
+
+def _secrets(given: Iterable[str]) -> tuple[str, ...]:
+    """Each value the environment gave, as written and as a URL may carry it (``| urlencode``),
+    longest first. A value under four characters is no secret worth blanking every digit for."""
+    from urllib.parse import quote, quote_plus
+
+    forms = {form for v in given if len(v) >= 4 for form in (v, quote(v, safe=""), quote(v), quote_plus(v))}
+    return tuple(sorted(forms, key=len, reverse=True))
 
 
 def masked(text: str, secrets: Sequence[str]) -> str:
@@ -305,26 +329,30 @@ def _quiet_apprise() -> None:
 
 
 class Notifier:
-    """One reader of the event log per target, each in a thread of its own with a cursor of its
-    own (``readers/notify-<hash>.seq``): what the poller logged is sent from there, so a hung
-    server holds up only its own messages, and a poller killed mid-send leaves its cursor behind
-    for the next one to go on from. Only the process holding a target's reader lock sends to it
-    (the poller, or a ``jobmon status`` with no poller beside it); the others leave it be."""
+    """One reader of the event log per target (per ``Target.key``), each in a thread of its own
+    with a cursor of its own (``readers/notify-<hash>.seq``): what the poller logged is sent from
+    there, so a hung server holds up only its own messages, and a poller killed mid-send leaves
+    its cursor behind for the next one to go on from. Only the process holding a reader's lock
+    sends for it (the poller, or a ``jobmon status`` with no poller beside it); another process
+    only watches that cursor move."""
 
     def __init__(self, targets: Sequence[Target], targets_of: Callable[[Event], Sequence[Target]],
                  log: "EventLog", environ: Mapping[str, str], *, max_line: int = 400,
                  retry_after: float = RETRY_AFTER) -> None:
-        self.targets = tuple(targets)
+        self.readers: dict[str, Target] = {}
+        for target in targets:
+            self.readers.setdefault(target.key, target)  # the first listed names it
         self.targets_of = targets_of
         self.log = log
         self.environ = environ
         self.max_line = max_line
         self.retry_after = retry_after
-        self._wake = {t: threading.Event() for t in self.targets}
-        # The last seq each reader has seen; None before its first look, -1 while another process sends.
-        self._reached: dict[Target, int | None] = {t: None for t in self.targets}
+        self._wake = {key: threading.Event() for key in self.readers}
+        # How far each reader's cursor stands (whoever moves it); None before its first look.
+        self._reached: dict[str, int | None] = {key: None for key in self.readers}
         self._moved = threading.Condition()
         self._started = False
+        self._draining = threading.Event()
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
 
@@ -335,49 +363,44 @@ class Notifier:
             return
         self._started = True
         origin = self.log.last_seq()
-        for target in self.targets:
-            self._threads.append(threading.Thread(target=self._serve_safely, args=(target, origin), name="notify",
-                                                  daemon=True))
+        for key in self.readers:
+            self._threads.append(threading.Thread(target=self._serve, args=(key, origin), name="notify", daemon=True))
             self._threads[-1].start()
 
-    def tell(self, events: Sequence[Event]) -> None:
-        """These were just logged: the readers look at once instead of at their next look."""
-        self.start()
+    def wake(self) -> None:
+        """Something was logged: the readers look at once instead of at their next look."""
         for wake in self._wake.values():
             wake.set()
 
-    def _serve_safely(self, target: Target, origin: int) -> None:
-        try:
-            self._serve(target, origin)
-        except Exception as exc:  # telling people must never stop the polling
-            logger.opt(exception=exc).debug("notify failed")
-            logger.error("notify {}: {}: {}", target.name, type(exc).__name__, one_line(str(exc)))
-            self._reach(target, -1)
-
-    def _serve(self, target: Target, origin: int) -> None:
+    def _serve(self, key: str, origin: int) -> None:
         from jobmon.eventlog import Cursor
 
+        target = self.readers[key]
         cursor = Cursor(self.log.path.parent, reader_name(target))
         try:
             self._read(target, origin, cursor)
+        except Exception as exc:  # telling people must never stop the polling
+            logger.opt(exception=exc).debug("notify failed")
+            logger.error("notify {}: {}: {}", target.name, type(exc).__name__, one_line(str(exc)))
         finally:
             cursor.release()
 
     def _read(self, target: Target, origin: int, cursor: "Cursor") -> None:
-        wake = self._wake[target]
+        wake = self._wake[target.key]
         where = None
         while not self._closing.is_set():
             wake.clear()
             if not cursor.held() and not cursor.claim(0, ask=False):
-                self._reach(target, -1)  # another process sends to this target; it reads the same log
-                wake.wait(LOOK)
+                # Another process sends for it, from the same log: its cursor says how far.
+                self._reach(target, cursor.get())
+                wake.wait(0.2 if self._draining.is_set() else LOOK)
                 continue
             if not cursor.path.exists():  # written now: a poller killed during its first send leaves it
                 cursor.set(origin)
             seq = cursor.get()
             events, where = self.log.read_from(seq, where)
             if events:
-                chosen = route(events, self.targets_of).get(target)
+                chosen = route(events, self.targets_of).get(target.key)
                 if chosen:
                     self._deliver(target, compose(chosen, self.max_line))
                 seq = events[-1].seq
@@ -387,56 +410,61 @@ class Notifier:
 
     def _reach(self, target: Target, seq: int) -> None:
         with self._moved:
-            self._reached[target] = seq
+            self._reached[target.key] = seq
             self._moved.notify_all()
 
     def _deliver(self, target: Target, message: Message) -> None:
         first = send(target, message, self.environ)
         if first.ok:
             return
-        threading.Event().wait(self.retry_after)
+        self._closing.wait(self.retry_after)
         again = send(target, message, self.environ)
         if again.ok:
             logger.info("notify {}: sent on the retry ({} the first time)", target.name, first.why)
         else:
             logger.warning("notify {}: not sent, tried twice: {}: {}", target.name, again.why, message.title)
 
-    def drain(self) -> None:
-        """Before the process ends: wait until each target this process sends to has been sent
-        what was logged, as long as two messages may take (the one in flight and the rest);
-        then leave the rest to the next poller, with one line."""
+    @property
+    def one_send(self) -> float:
+        """Seconds the slowest target's single attempt may take: what ``jobmon status`` waits."""
+        return max(t.timeout for t in self.readers.values()) + 1
+
+    def drain(self, within: float | None = None) -> None:
+        """Before the process ends: wait until every reader's cursor (moved here or by the process
+        holding it) has passed what is logged now, as long as two messages may take (the one in
+        flight and the rest) or ``within`` seconds; then leave the rest to the next poller, with
+        one line."""
         if not self._started:
             return
-        goal = self.log.last_seq()
-        for wake in self._wake.values():
-            wake.set()
         import time
 
-        deadline = time.monotonic() + max((2 * (2 * t.timeout + self.retry_after) + 1 for t in self.targets), default=0)
+        goal = self.log.last_seq()
+        self._draining.set()
+        self.wake()
+        if within is None:
+            within = max(2 * (2 * t.timeout + self.retry_after) + 1 for t in self.readers.values())
+        deadline = time.monotonic() + within
         with self._moved:
-            self._moved.wait_for(lambda: all(s is not None and (s < 0 or s >= goal) for s in self._reached.values()),
+            self._moved.wait_for(lambda: all(s is not None and s >= goal for s in self._reached.values()),
                                  max(deadline - time.monotonic(), 0))
-            late = [t for t, s in self._reached.items() if s is None or 0 <= s < goal]
-        for target in late:
-            logger.warning("notify {}: not sent yet as jobmon ends; the next poller sends it", target.name)
+            late = [key for key, s in self._reached.items() if s is None or s < goal]
+        self._draining.clear()
+        for key in late:
+            logger.warning("notify {}: not sent yet as jobmon ends; the next poller sends it", self.readers[key].name)
 
     def close(self) -> None:
-        """Let go of every target (a reader in the middle of a send finishes it on its own)."""
+        """Let go of every reader (one in the middle of a send finishes it on its own)."""
         self._closing.set()
-        for wake in self._wake.values():
-            wake.set()
+        self.wake()
         for thread in self._threads:
             thread.join(1.0)
 
 
-LOOK = 5.0  # seconds between a reader's looks at the log when nothing woke it
-
-
 def reader_name(target: Target) -> str:
-    """A target's cursor, named for where it is set and its URL as written (never a secret)."""
+    """A reader's cursor, named for its URL as written (never a secret) and its kinds."""
     import hashlib
 
-    return "notify-" + hashlib.sha256(target.name.encode()).hexdigest()[:16]
+    return "notify-" + hashlib.sha256(target.key.encode()).hexdigest()[:16]
 
 
 def test(all_targets: Sequence[Target], environ: Mapping[str, str], text: str) -> list[tuple[Target, Sent]]:
@@ -452,7 +480,7 @@ def notifier(config: "Config", log: "EventLog") -> Notifier | None:
     """The notifier of a process that polls, or None when the config names no target."""
     import os
 
-    every = tuple(dict.fromkeys(config.notify.every()))
+    every = config.notify.every()
     if not every:
         return None
     return Notifier(every, lambda e: config.notify_targets(e.type, e.host), log, os.environ,

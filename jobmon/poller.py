@@ -18,7 +18,7 @@ from typing import Callable
 
 from loguru import logger
 
-from jobmon import run
+from jobmon import notify, run
 from jobmon.config import Config
 from jobmon.events import Event
 from jobmon.registry import Registry, WatchLock
@@ -55,7 +55,7 @@ class Poller:
         finally:
             self.lock.release()
             if w.notifier is not None:  # the last ends are the ones people wait for
-                w.notifier.drain()
+                w.notifier.drain(notify.QUICK if w.stop.is_set() else None)
 
     def _sleep(self, stamp: tuple[int, int] | None) -> tuple[int, int] | None:
         """Until the next group is due; a change of the registry (a job added) wakes it at once."""

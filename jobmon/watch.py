@@ -46,8 +46,6 @@ class Watcher:
 
     def cycle(self, *, everything: bool = False) -> list[Job]:
         """Check the due groups (all of them with ``everything``); return the active jobs left."""
-        if self.notifier is not None:  # before this process logs anything: where a new target starts
-            self.notifier.start()
         entries = self.registry.read()
         jobs = [e for e in entries if isinstance(e, Job) and not e.book.final]
         unusable = self._unusable(entries)
@@ -316,11 +314,13 @@ class Watcher:
         """Into the event log first; then, for ``jobmon status``, on the screen; then the
         notifier's readers are woken (they send from threads of their own: a hung server never
         holds a cycle up)."""
+        if self.notifier is not None and events:
+            self.notifier.start()  # before this process's first event: where a new target starts
         logged = self.log.append(events)
         if self.echo is not None and logged:
             self.echo(logged)
         if self.notifier is not None and logged:
-            self.notifier.tell(logged)
+            self.notifier.wake()
 
     # ------------------------------------------------------------ terminal jobs
 

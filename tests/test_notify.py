@@ -13,6 +13,7 @@ import pytest
 from loguru import logger
 
 from jobmon import config, notify
+from jobmon.eventlog import EventLog
 from jobmon.events import Event, JobRef
 from jobmon.registry import Job
 from conftest import Cluster, Home, add, jobmon, make_watcher, wait_for
@@ -141,7 +142,8 @@ def test_no_notify_anywhere_tells_no_one(home: Home) -> None:
     ("m.yaml", "notify: [{url: x, on: [stalld]}]",
      "{f}: notify.0.on.0: unknown event kind 'stalld' (did you mean 'stalled'?)"),
     ("m.yaml", "notify: [{url: 'json://h/{{ token }}'}]", "{f}: notify.0.url: unknown variable token (known: env)"),
-    ("m.yaml", "notify: [{url: x, timeout: 0}]", "{f}: notify.0.timeout: must be greater than 0"),
+    ("m.yaml", "notify: [{url: x, timeout: 0}]", "{f}: notify.0.timeout: must be greater than 0 and at most 120 (seconds)"),
+    ("m.yaml", "notify: [{url: x, timeout: 600}]", "{f}: notify.0.timeout: must be greater than 0 and at most 120 (seconds)"),
     ("m.yaml", "notify: ntfy://x", "{f}: notify: expected a list, found the string 'ntfy://x'"),
     ("m.yaml", "clusters: {eos: {hosts: [e], notify: [{url: x, on: [failure, sucess]}]}}",
      "{f}: clusters.eos.notify.0.on.1: unknown event kind 'sucess' (did you mean 'success'?)"),
@@ -149,7 +151,7 @@ def test_no_notify_anywhere_tells_no_one(home: Home) -> None:
      "{f}: types.slurm.notify.0.tagets: unknown key (valid: url, on, timeout)"),
     ("checkers.d/x.yaml", "slurm: {notify: [{url: x, on: [stalled, NEVER_START]}]}",
      "{f}: slurm.notify.0.on.1: unknown event kind 'NEVER_START' (did you mean 'never_starts'?)"),
-], ids=["no-url", "unknown-kind", "unknown-variable", "zero-timeout", "not-a-list", "cluster", "type-key", "type"])
+], ids=["no-url", "unknown-kind", "unknown-variable", "zero-timeout", "long-timeout", "not-a-list", "cluster", "type-key", "type"])
 def test_a_bad_notify_is_one_line_at_load(home: Home, tmp_path: Path, file: str, text: str, error: str) -> None:
     path = tmp_path / file
     path.parent.mkdir(exist_ok=True)
@@ -161,6 +163,20 @@ def test_a_bad_notify_is_one_line_at_load(home: Home, tmp_path: Path, file: str,
 def test_a_type_s_own_key_events_are_kinds_a_target_may_want(home: Home, tmp_path: Path) -> None:
     cfg = load(tmp_path / "m.yaml", "notify: [{url: x, on: [NEVER_STARTS, unreachable, resumed, calibration]}]")
     assert cfg.notify.top[0].on == {"never_starts", "unreachable", "resumed", "calibration"}  # type: ignore[index]
+
+
+def test_a_key_event_a_cluster_adds_to_a_type_is_a_kind_too(home: Home, tmp_path: Path) -> None:
+    cfg = load(tmp_path / "m.yaml", """
+clusters:
+  eos:
+    hosts: ["eos*"]
+    types:
+      slurm:
+        events:
+          - {name: XID_ERROR, regex: 'Xid (?P<xid>[0-9]+)'}
+notify: [{url: "json://h/", on: [xid_error]}]
+""")
+    assert [t.on for t in cfg.notify.every()] == [{"xid_error"}]
 
 
 def test_the_readme_example_loads(home: Home, tmp_path: Path) -> None:
@@ -182,7 +198,8 @@ def test_the_readme_example_loads(home: Home, tmp_path: Path) -> None:
 def target(on: tuple[str, ...] = notify.DEFAULT_ON, url: str = "json://127.0.0.1:1/", timeout: float = 10) -> notify.Target:
     from jobmon import template
 
-    return notify.Target(f"test ({url})", template.compile_template(url, ("env",), shell=False), frozenset(on), timeout)
+    return notify.Target(f"test ({url})", template.compile_template(url, ("env",), shell=False), frozenset(on), timeout,
+                         url)
 
 
 def told(tmp_path: Path, *targets: notify.Target, retry_after: float = 0) -> notify.Notifier:
@@ -197,7 +214,8 @@ def told(tmp_path: Path, *targets: notify.Target, retry_after: float = 0) -> not
 
 def logged(notifier: notify.Notifier, *events: Event) -> None:
     """Log these as a poller does, and wait until they are sent."""
-    notifier.tell(notifier.log.append(list(events)))
+    notifier.log.append(list(events))
+    notifier.wake()
     notifier.drain()
 
 
@@ -216,8 +234,8 @@ def test_by_default_failures_never_starts_and_stalls_are_told_not_successes() ->
               Event(kind="state", type="slurm", id="6", host="eos", before="PENDING", after="RUNNING")]
     default, both = target(), target(("success", "failure"))
     routed = notify.route(events, lambda e: (default, both))
-    assert [e.id for e in routed[default]] == ["1", "3", "4", "5"]
-    assert [e.id for e in routed[both]] == ["1", "2", "5"]
+    assert [e.id for e in routed[default.key]] == ["1", "3", "4", "5"]
+    assert [e.id for e in routed[both.key]] == ["1", "2", "5"]
 
 
 def test_one_cycle_is_one_message_per_target_and_a_digest_of_stalls_is_heard() -> None:
@@ -229,8 +247,44 @@ def test_one_cycle_is_one_message_per_target_and_a_digest_of_stalls_is_heard() -
     message = notify.compose(events)
     assert message.title == "jobmon: 7 events: 6 STALLED, 1 FAILED"
     assert message.level == "failure"  # the worst of them
-    assert [line.split(" ", 1)[1] for line in message.body.splitlines()] == [
-        *(f"slurm {i}@eos: STALLED" for i in range(6)), "slurm 8@eos: RUNNING -> FAILED (exit 1:0)"]
+    assert [line.split(" ", 1)[1] for line in message.body.splitlines()] == [  # the end first
+        "slurm 8@eos: RUNNING -> FAILED (exit 1:0)", *(f"slurm {i}@eos: STALLED" for i in range(6))]
+
+
+def test_a_flood_never_folds_an_end_into_its_more_line() -> None:
+    stalls = [key(str(i), "STALLED") for i in range(40)]
+    ends = [end(str(100 + i), "FAILED", "failure") for i in range(3)]
+    part = Event(kind="event", type="slurm", id="12", host="eos", before="RUNNING", after="12_3 FAILED", detail="x")
+    body = notify.compose(stalls + ends + [part]).body.splitlines()
+    assert [line.split(" ", 2)[2].split(":")[0] for line in body[:4]] == ["100@eos", "101@eos", "102@eos", "12@eos"]
+    assert len(body) == notify.MAX_LINES + 1 and body[-1] == f"+{40 + 4 - notify.MAX_LINES} more"
+
+
+def test_a_failed_array_task_is_a_failure_to_a_target() -> None:
+    part = Event(kind="event", type="slurm", id="12", host="eos", before="RUNNING", after="12_3 FAILED")
+    assert notify.kind_of(part) == "failure"
+    assert list(notify.route([part], lambda e: (target(),))) == [target().key]
+
+
+def test_a_url_listed_twice_with_the_same_kinds_is_one_reader_and_one_message(tmp_path: Path, servers: Any) -> None:
+    server = servers()
+    top, for_type = target(url=server.url()), target(url=server.url())
+    notifier = notify.Notifier((top, for_type), lambda e: (top, for_type), EventLog(tmp_path / "events.jsonl"), {})
+    assert list(notifier.readers) == [top.key]
+    notifier.start()
+    logged(notifier, end("17", "FAILED", "failure"))
+    notifier.close()
+    assert server.next()["title"] == "jobmon: FAILED slurm 17@eos" and server.count == 1
+
+
+def test_a_secret_is_masked_as_written_and_url_encoded() -> None:
+    secret = "p@ss:w/rd?1"
+    url, secrets = notify.render(target(url="json://u:{{ env.T | urlencode }}@h/{{ env.T }}"), {"T": secret})
+    from urllib.parse import quote
+
+    assert quote(secret) in url  # Jinja2 keeps "/" as it is
+    said = notify.masked(f"failed for {url}", secrets)
+    assert secret not in said and quote(secret, safe="") not in said and quote(secret) not in said
 
 
 def test_a_single_event_is_its_own_title() -> None:
@@ -269,7 +323,7 @@ def test_the_issue_s_example_through_ntfy(tmp_path: Path, servers: Any) -> None:
 
 def test_a_hung_server_never_holds_the_polling_up(home: Home, cluster: Cluster, tmp_path: Path, servers: Any) -> None:
     server = servers(hang=True)
-    cfg = load(tmp_path / "m.yaml", f"notify: [{{url: '{server.url()}', timeout: 300}}]")
+    cfg = load(tmp_path / "m.yaml", f"notify: [{{url: '{server.url()}', timeout: 120}}]")
     cluster.set("17", "FAILED", "1:0")
     add(home, Job("slurm", "17", host="c"))
     watcher, _ = make_watcher(home, cfg)
@@ -404,7 +458,9 @@ def test_a_reader_goes_on_from_its_cursor_and_a_new_target_starts_from_now(tmp_p
     later.drain()
     later.close()
     assert server.next()["title"] == "jobmon: 2 events: 2 FAILED"
-    told(tmp_path, target(url=server.url())).drain()
+    last = told(tmp_path, target(url=server.url()))
+    last.drain()
+    last.close()
     assert server.count == 2  # each once
 
 
@@ -416,11 +472,17 @@ def test_while_a_poller_sends_to_a_target_no_other_process_does(tmp_path: Path, 
     poller = Cursor(tmp_path / "session", notify.reader_name(one))
     assert poller.claim(0, ask=False)
     status = told(tmp_path, one)  # a `jobmon status` beside it
-    logged(status, end("17", "FAILED", "failure"))  # its drain does not wait for what the poller sends
+    status.log.append([end("17", "FAILED", "failure")])
+    status.wake()
+    status.drain(0.5)  # waits for the poller's cursor to pass it, in vain: the poller here sends nothing
+    status.close()
     assert server.count == 0
+    poller.set(1)  # the poller sent it
+    status = told(tmp_path, one)
+    status.drain()  # returns as soon as the poller's cursor shows it: nothing sent twice
     poller.release()
-    status.tell([])
-    assert server.next()["title"] == "jobmon: FAILED slurm 17@eos"
+    status.close()
+    assert server.count == 0
 
 
 def test_a_poller_killed_mid_send_leaves_the_message_to_the_next(home: Home, cluster: Cluster, tmp_path: Path,
@@ -432,7 +494,7 @@ def test_a_poller_killed_mid_send_leaves_the_message_to_the_next(home: Home, clu
 
     hung = servers(hang=True)
     cfg = tmp_path / "m.yaml"
-    cfg.write_text(f"notify: [{{url: '{hung.url()}', timeout: 300}}]\n")
+    cfg.write_text(f"notify: [{{url: '{hung.url()}', timeout: 120}}]\n")
     cluster.set("17", "FAILED", "1:0")
     assert jobmon("add", "--type", "slurm", "--id", "17", "--host", "c", "--watch", "--config", str(cfg),
                   *home.args()).code == 0
