@@ -20,7 +20,9 @@ CHECK_VARS = ("ssh",)
 BATCH_VARS = ("ssh", "ids", "jobs", "host", "user", "type", "progress")  # progress: whether the type watches for stalls
 RESULT_VARS = ("ssh", "state", "previous", "outcome", "groups", "delegate", "parts_total", "parts_done",
                "parts_failed", "failed_part", "measured")  # measured: an end's metric values, in detail
-ACTION_BATCH_VARS = BATCH_VARS + ("marker",)  # a batched action prints "<marker> <id>" before each job's part
+# A batched action prints "<marker> <id>" before each job's part. It has no progress: that tells
+# a check whether to stat logs, and an action rendering it would fail only at a job's end.
+ACTION_BATCH_VARS = tuple(v for v in BATCH_VARS if v != "progress") + ("marker",)
 
 # Applied when a type declares no pattern of its own: a host is a hostname or ssh alias (never an
 # ssh option), a user a login name.

@@ -375,7 +375,8 @@ class Book(NamedTuple):
     captured: Mapping[str, str] | None = None  # named groups of key events (e.g. a Slurm job id) and capture lines
     parts_captured: Mapping[str, Mapping[str, str]] | None = None  # capture lines of the job's parts, by raw id
     # the progress probe: its last mark, when (``at``) it was read and since when (``since``) it has
-    # not moved, on the clock of the host that read it; whether STALLED was said; the bar, the tail
+    # not moved, on the clock of the host that read it; whether STALLED was said; the bar, the tail.
+    # A job that does not run keeps only ``at``: when it was first seen so.
     progress: Mapping[str, object] | None = None
 
     def to_dict(self) -> dict[str, object]:
@@ -481,7 +482,7 @@ def advance(
             and any(jtype.terminal(r.state) for r in obs.part_rows.values())):
         state = status  # between an array's tasks: still under way, not waiting again
     if obs.part_rows is not None:
-        changes += _progress(status, book.parts or {}, obs.part_rows, jtype, jtype.terminal(state))
+        changes += _parts_progress(status, book.parts or {}, obs.part_rows, jtype, jtype.terminal(state))
         book = book._replace(parts={p: r.state for p, r in obs.part_rows.items()} or None)
     if state != status:
         category = jtype.category(state)
@@ -506,25 +507,26 @@ def stall(book: Book, seen: Mark | None, jtype: JobType, state: str) -> tuple[Bo
 
     Every time compared is on the clock of the host that read the mark. A job is stalled only
     once its mark has been read twice alike; a mark that moved dates its move by its mtime only
-    if that falls after the previous look that saw a mark (a stale mtime, as NFS may show, dates
-    nothing), else by the look that saw it move."""
+    if that falls after the previous look that saw a mark or saw the job not running (a stale
+    mtime, as NFS may show, dates nothing; nor does one from before a suspension or a requeue),
+    else by the look that saw it move."""
     spec = jtype.progress
     if spec is None or seen is None:
         return book, ()
+    if jtype.category(state) != "running":
+        return _not_running(book, seen), ()
     before = dict(book.progress or {})
     bar = seen.bar if seen.bar is not None else str(before.get("bar") or "")
     mark = f"bar {bar}" if bar else seen.mark
+    if not mark:  # nothing to tell by (no log found yet, the first look after a resume): no look to keep
+        return book, ()
     at, since = _seconds(before.get("at")), _seconds(before.get("since"))
-    if not mark:  # no log yet: only when it was looked at, which dates the first mark
-        return book._replace(progress={**before, "at": seen.now}), ()
-    running = jtype.category(state) == "running"
-    if mark != before.get("mark") or since is None or not running:
-        # An mtime before the previous look contradicts the mark that look saw: it is stale.
-        seen_before = at if before.get("mark") else None
-        dated = seen.mtime is not None and (seen_before is None or seen.mtime > seen_before) and seen.mtime <= seen.now
-        moved_at = seen.mtime if dated and running else seen.now
+    if mark != before.get("mark") or since is None:
+        # An mtime before the previous look contradicts what that look saw: it is stale.
+        dated = seen.mtime is not None and (at is None or seen.mtime > at) and seen.mtime <= seen.now
+        moved_at = seen.mtime if dated else seen.now
         said: tuple[Change, ...] = ()
-        if before.get("stalled") and running and since is not None:
+        if before.get("stalled") and since is not None:
             said = (Change("event", state, RESUMED, False, None, {},
                            f"moving again after {_duration(max(0.0, moved_at - since))} without progress"),)
         # a tail from before the move is no longer the log's: only this look's is kept
@@ -538,6 +540,18 @@ def stall(book: Book, seen: Mark | None, jtype: JobType, state: str) -> tuple[Bo
     last = f"the bar stands at: {bar[:200]}" if bar else meaningful(tail, jtype)
     why = f"no progress for {_duration(quiet)}" + (f"; {last}" if bar else f"; last: {last}" if last else "")
     return book._replace(progress={**progress, "stalled": True}), (Change("event", state, STALLED, False, None, {}, why),)
+
+
+def _not_running(book: Book, seen: Mark) -> Book:
+    """A job that does not run (suspended, pending, requeued) shows no progress, and its probe
+    does not look: what it saw is forgotten, a stall too (the state line says the job left
+    RUNNING, so no RESUMED follows when it runs again). Only when it was first seen so is kept:
+    its log's mtime from before then dates no move, so time suspended or queued is no stall.
+    Kept once: each later poll leaves the book as it is (no registry write for nothing)."""
+    before = book.progress or {}
+    if set(before) == {"at"}:
+        return book
+    return book._replace(progress={"at": seen.now})
 
 
 def stalling(book: Book, jtype: JobType) -> bool:
@@ -569,8 +583,8 @@ def _seconds(value: object) -> float | None:
 PROGRESS = "PROGRESS"
 
 
-def _progress(status: str, before: Mapping[str, str], parts: Mapping[str, Row], jtype: JobType,
-              ending: bool) -> list[Change]:
+def _parts_progress(status: str, before: Mapping[str, str], parts: Mapping[str, Row], jtype: JobType,
+                    ending: bool) -> list[Change]:
     """Parts that ended since the last check: a line for each that failed, and one line of how
     far the job got; nothing of the kind in the check where the whole job ends (its own line
     names the failed parts)."""

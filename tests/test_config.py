@@ -382,7 +382,7 @@ ERRORS = [
     pytest.param("checkers.d/x.yaml", """
         slurm:
           on_complete: {batch: "echo {{ id }}"}
-    """, "{f}: slurm.on_complete.batch: unknown variable id (known: end_awk, end_fields, host, ids, jobs, marker, progress, ssh, type, user, window)",
+    """, "{f}: slurm.on_complete.batch: unknown variable id (known: end_awk, end_fields, host, ids, jobs, marker, ssh, type, user, window)",
         id="batched-action-names-one-job"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
@@ -1101,3 +1101,13 @@ def test_an_open_checkers_folder_is_said_once_and_all_its_files_skipped(home: Ho
     assert ran.code == 0 and str(layer) not in ran.out
     assert skipped_lines(ran.err) == [f"{layer / 'checkers.d'}: skipped: writable by group/others (mode 0777); "
                                       "chmod go-w to use it"]
+
+
+def test_a_batched_action_cannot_use_progress_which_only_a_check_is_given(tmp_path: Path) -> None:
+    # an action that named it loaded, then failed with UndefinedError at a job's end
+    path = write(tmp_path / "checkers.d" / "x.yaml", """
+        slurm:
+          on_failure: {batch: "echo {{ progress }} {{ ids | join(' ') }}"}
+    """)
+    assert load_error(path) == (f"{path}: slurm.on_failure.batch: unknown variable progress (known: end_awk, end_fields, "
+                                "host, ids, jobs, marker, ssh, type, user, window)")

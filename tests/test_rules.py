@@ -322,21 +322,59 @@ def test_a_stale_mtime_never_dates_a_move_nor_fakes_a_stall(types: config.Config
 
 def test_only_a_running_job_is_stalled_and_its_clock_starts_when_it_runs(types: config.Config) -> None:
     jtype = slurm(types)
-    book, said = stalls(jtype, [("PENDING", look("size=0|mtime=0", T0 + 1000 * n)) for n in range(5)])
-    assert said == []
-    # pending from T0 to T0 + 4000: quiet counts from its last look while pending
-    _, said = stalls(jtype, [("RUNNING", look("size=0|mtime=0", T0 + 5000)),
-                             ("RUNNING", look("size=0|mtime=0", T0 + 5799)),
-                             ("RUNNING", look("size=0|mtime=0", T0 + 5800))], book)
+    # the probe stats only jobs that ran at the last poll: a pending one is seen with no mark
+    book, said = stalls(jtype, [("PENDING", look("", T0 + 1000 * n)) for n in range(5)])
+    assert said == [] and book.progress == {"at": T0}
+    # its log, created when it starts, dates its first move; the poll that saw it start looked at nothing
+    _, said = stalls(jtype, [("RUNNING", look("", T0 + 5000)),
+                             ("RUNNING", look("size=0|mtime=0", T0 + 5300, mtime=T0 + 5100)),
+                             ("RUNNING", look("size=0|mtime=0", T0 + 6899)),
+                             ("RUNNING", look("size=0|mtime=0", T0 + 6900))], book)
     assert said == [("STALLED", "no progress for 0:30:00")]
 
 
 def test_requeued_after_a_stall_starts_anew_without_a_resumed_line(types: config.Config) -> None:
     jtype = slurm(types)
-    book, said = stalls(jtype, [("RUNNING", look("m", T0)), ("RUNNING", look("m", T0 + 1800)),
-                                ("PENDING", look("m", T0 + 1900)), ("RUNNING", look("m", T0 + 2000))])
-    assert [s for s, _ in said] == ["STALLED"]  # the PENDING line said the rest
-    assert not book.progress.get("stalled")
+    book, said = stalls(jtype, [("RUNNING", look("m", T0, mtime=T0 - 10)), ("RUNNING", look("m", T0 + 1800)),
+                                ("REQUEUED", look("", T0 + 1900)), ("PENDING", look("", T0 + 5000)),
+                                ("RUNNING", look("", T0 + 9000)),
+                                ("RUNNING", look("m2", T0 + 9030, mtime=T0 + 9010))])
+    assert [s for s, _ in said] == ["STALLED"]  # the REQUEUED line said the rest: no "moving again after 2:30:20"
+    assert book.progress == {"mark": "m2", "at": T0 + 9030, "since": T0 + 9010}
+    # the same with --open-mode=append: its log's mtime from before the requeue dates nothing
+    book, said = stalls(jtype, [("RUNNING", look("m", T0, mtime=T0 - 10)), ("RUNNING", look("m", T0 + 1800)),
+                                ("REQUEUED", look("", T0 + 1900)), ("RUNNING", look("", T0 + 9000)),
+                                ("RUNNING", look("m", T0 + 9030, mtime=T0 - 10)),
+                                ("RUNNING", look("m", T0 + 9060))])
+    assert [s for s, _ in said] == ["STALLED"] and book.progress["since"] == T0 + 9030
+
+
+def test_a_suspended_job_is_not_stalled_when_it_runs_again(types: config.Config) -> None:
+    # suspended for two hours: its log did not move, and neither did the job
+    jtype = slurm(types)
+    book, said = stalls(jtype, [("RUNNING", look("size=10|mtime=1", T0, mtime=T0 - 10)),
+                                ("SUSPENDED", look("", T0 + 60)),
+                                ("SUSPENDED", look("", T0 + 7260)),
+                                ("RUNNING", look("", T0 + 7290)),  # resumed: this poll did not stat its log
+                                ("RUNNING", look("size=10|mtime=1", T0 + 7320, mtime=T0 - 10)),
+                                ("RUNNING", look("size=10|mtime=1", T0 + 7350))])
+    assert said == [] and book.progress["since"] == T0 + 7320  # counted from the look that saw it again
+    _, said = stalls(jtype, [("RUNNING", look("size=10|mtime=1", T0 + 9119)),
+                             ("RUNNING", look("size=10|mtime=1", T0 + 9120))], book)
+    assert said == [("STALLED", "no progress for 0:30:00")]
+
+
+def test_a_job_that_does_not_run_or_shows_no_mark_leaves_its_book_as_it_is(types: config.Config) -> None:
+    # a registry write per poll for nothing would wake every reader
+    jtype = slurm(types)
+    first = advance("PENDING", Observation(Row("PENDING", {}), progress=look("", T0)), jtype)
+    book = first.book
+    for n in range(1, 4):
+        step = advance("PENDING", Observation(Row("PENDING", {}), progress=look("", T0 + 60 * n)), jtype, book)
+        assert step.book == book and step.changes == ()
+    running = Book(progress={"mark": "m", "at": T0, "since": T0 - 10})
+    for n in range(1, 4):
+        assert rules.stall(running, look("", T0 + 60 * n), jtype, "RUNNING") == (running, ())
 
 
 def test_a_type_without_progress_is_never_stalled(types: config.Config) -> None:
