@@ -520,6 +520,8 @@ def stall(book: Book, seen: Mark | None, jtype: JobType, state: str) -> tuple[Bo
     mark = f"bar {bar}" if bar else seen.mark
     if not mark:  # nothing to tell by (no log found yet, the first look after a resume): no look to keep
         return book, ()
+    if _fewer(mark, str(before.get("mark") or "")):  # a log unseen for a moment (an NFS hiccup): no sign of life
+        mark = str(before["mark"])
     at, since = _seconds(before.get("at")), _seconds(before.get("since"))
     if mark != before.get("mark") or since is None:
         # An mtime before the previous look contradicts what that look saw: it is stale.
@@ -540,6 +542,12 @@ def stall(book: Book, seen: Mark | None, jtype: JobType, state: str) -> tuple[Bo
     last = f"the bar stands at: {bar[:200]}" if bar else meaningful(tail, jtype)
     why = f"no progress for {_duration(quiet)}" + (f"; {last}" if bar else f"; last: {last}" if last else "")
     return book._replace(progress={**progress, "stalled": True}), (Change("event", state, STALLED, False, None, {}, why),)
+
+
+def _fewer(mark: str, before: str) -> bool:
+    """A mark of several logs (``;``-joined) that lost one of them and changed nothing else."""
+    parts = set(mark.split(";"))
+    return bool(mark) and parts < set(before.split(";"))
 
 
 def _not_running(book: Book, seen: Mark) -> Book:

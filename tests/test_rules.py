@@ -364,6 +364,20 @@ def test_a_suspended_job_is_not_stalled_when_it_runs_again(types: config.Config)
     assert said == [("STALLED", "no progress for 0:30:00")]
 
 
+def test_a_log_that_one_look_could_not_stat_is_no_progress(types: config.Config) -> None:
+    # its StdErr's stat failed once (an NFS hiccup): the hung job is still stalled, and once
+    # stalled, the log coming back is no RESUMED
+    jtype = slurm(types)
+    both, out_only = "10|1;20|1", "10|1"
+    book, said = stalls(jtype, [("RUNNING", look(both, T0)), ("RUNNING", look(both, T0 + 60)),
+                                ("RUNNING", look(out_only, T0 + 1200)), ("RUNNING", look(both, T0 + 1800))])
+    assert said == [("STALLED", "no progress for 0:30:00")]
+    _, said = stalls(jtype, [("RUNNING", look(out_only, T0 + 2400)), ("RUNNING", look(both, T0 + 3000))], book)
+    assert said == []
+    _, said = stalls(jtype, [("RUNNING", look("11|2;20|1", T0 + 3600))], book)
+    assert [name for name, _ in said] == ["RESUMED"]
+
+
 def test_a_job_that_does_not_run_or_shows_no_mark_leaves_its_book_as_it_is(types: config.Config) -> None:
     # a registry write per poll for nothing would wake every reader
     jtype = slurm(types)
