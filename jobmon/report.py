@@ -137,12 +137,22 @@ class Ended(NamedTuple):
         return f"{self.type} {self.id}{'@' + self.host if self.host else ''}"
 
     def number(self, name: str) -> float | None:
+        """A measured value, or None for one that is no measure: absent, not a number, or
+        negative or infinite (durations, percentages, sizes and GPU-hours are none of these; a
+        hand-edited or older record may hold one, and the report shows it as ``-``)."""
+        import math
+
         value = self.measured.get(name)
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return None
+        return float(value) if math.isfinite(value) and value >= 0 else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "id": self.id, "host": self.host, "description": self.description,
-                "state": self.state, "outcome": self.outcome, "finished": self.finished, **self.measured}
+        """The job's object in ``--json``: its own fields, then its measured values."""
+        own = {"kind": "job", "type": self.type, "id": self.id, "host": self.host, "description": self.description,
+               "state": self.state, "outcome": self.outcome, "finished": self.finished}
+        # A metric may name a value type, id or state: the job's own field wins (and leads).
+        return {**own, **{k: v for k, v in self.measured.items() if k not in own}}
 
 
 class Totals(NamedTuple):
@@ -241,7 +251,7 @@ def as_json(jobs: Iterable[Ended]) -> list[dict[str, Any]]:
     """One object per job (``kind: job``, its measured values as numbers), then ``kind: totals``."""
     jobs = list(jobs)
     t = totals(jobs)
-    return [{"kind": "job", **j.to_dict()} for j in jobs] + [{
+    return [j.to_dict() for j in jobs] + [{
         "kind": "totals", "jobs": t.jobs, "outcomes": t.outcomes, "failures": t.failures, "gpu_hours": t.gpu_hours,
         "lowest_cpu": [{"type": j.type, "id": j.id, "host": j.host, CPU: j.number(CPU)} for j in t.lowest_cpu],
         "lowest_mem": [{"type": j.type, "id": j.id, "host": j.host, MEM: j.number(MEM)} for j in t.lowest_mem]}]

@@ -106,9 +106,9 @@ def hms(value: Any) -> str:
 
 
 def to_bytes(text: Any) -> float:
-    """``2.5G``, ``4000M``, ``500K``, ``1024`` (binary units, as SLURM's) -> bytes; a trailing
-    ``n`` or ``c`` (per node, per CPU in older ReqMem) is dropped."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)([KMGTP]?)[nc]?\s*", str(text), re.IGNORECASE)
+    """``2.5G``, ``4000M``, ``500K``, ``1024`` (binary units, as SLURM's) -> bytes. Older ReqMem's
+    ``4000Mc`` (per CPU) or ``4000Mn`` (per node) is refused: it is not the job's total."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)([KMGTP]?)\s*", str(text), re.IGNORECASE)
     if match is None:
         raise ValueError(f"not a size: {text!r}")
     return float(match.group(1)) * _UNITS[match.group(2).upper()]
@@ -124,10 +124,15 @@ def size(value: Any) -> str:
 
 
 def epoch(text: Any) -> float:
-    """An ISO time (sacct's Submit, Start: the cluster's local time) -> seconds, for differences."""
+    """Epoch seconds (sacct's Submit, Start under SLURM_TIME_FORMAT=%s) -> seconds; an ISO time
+    (the cluster's local time, in older captured outputs) is read as UTC, so only a difference
+    of two within one UTC offset means anything. ``Unknown``, ``None`` (never started): refused."""
     from datetime import datetime, timezone
 
-    when = datetime.fromisoformat(str(text).strip())
+    text = str(text).strip()
+    if text.isascii() and text.isdigit():
+        return float(text)
+    when = datetime.fromisoformat(text)
     return (when if when.tzinfo else when.replace(tzinfo=timezone.utc)).timestamp()
 
 

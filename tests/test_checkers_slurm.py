@@ -279,7 +279,7 @@ def test_a_failed_step_under_a_script_that_exits_0_is_said(home: Home, cluster: 
     # both ends, one round trip: one sacct for the steps of both
     assert [c for c in cluster.sacct_calls() if " -X " not in c] == [
         "sacct -j 453,455 -n -P --format=JobID,JobIDRaw,State,ExitCode,MaxRSS,Submit,Start,ElapsedRaw,TimelimitRaw,"
-        "TotalCPU,AllocCPUS,ReqMem,AllocTRES"]
+        "TotalCPU,AllocCPUS,ReqTRES,AllocTRES"]
 
 
 def test_the_error_file_is_read_and_its_cause_wins(home: Home, cluster: Cluster) -> None:
@@ -469,6 +469,33 @@ def test_pending_jobs_and_a_type_without_progress_are_not_watched_for_stalls(hom
     assert not any(c.startswith("ssh ") and " stat " in c for c in cluster.ssh_calls())  # a pending job's logs are not looked at
 
 
+def test_two_hours_suspended_are_no_stall_once_it_runs_again(home: Home, cluster: Cluster) -> None:
+    import os
+    import time
+
+    clock = ClusterClock(cluster, int(time.time()))
+    cluster.set("74", "RUNNING")
+    log = cluster.output("74", "epoch 1\n")
+    os.utime(log, (clock.now - 10, clock.now - 10))
+    add(home, Job("slurm", "74", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    for _ in range(2):  # the first check learns its log's path, the second looks at the log
+        w.cycle(everything=True)
+        clock.advance(30)
+    cluster.set("74", "SUSPENDED")
+    w.cycle(everything=True)
+    clock.advance(7200)
+    w.cycle(everything=True)
+    cluster.set("74", "RUNNING")
+    for wait in (30, 30, 30, 1000):  # resumed: its log, untouched for two hours, is looked at again
+        clock.advance(wait)
+        w.cycle(everything=True)
+    assert [(kind, to) for kind, to, _ in said(out)] == [("state", "SUSPENDED"), ("state", "RUNNING")]
+    clock.advance(800)  # its clock started at the first look after it resumed
+    w.cycle(everything=True)
+    assert said(out) == [("event", "STALLED", "no progress for 0:30:30; last: epoch 1")]
+
+
 # ---------------------------------------------------------------- efficiency at the end (issue 13)
 
 EFFICIENCY = FIXTURES / "slurm" / "efficiency"  # real sacct outputs: see its capture.sh
@@ -484,18 +511,18 @@ def ended(cluster: Cluster, job_id: str, rows: str = "", steps: str = "") -> Non
 
 
 def test_completed_jobs_say_their_limit_wait_cpu_and_memory_from_the_one_end_call(home: Home, cluster: Cluster) -> None:
-    ended(cluster, "1586")  # 2 CPUs spinning 40 s over 41, 136M held of 300M asked
-    ended(cluster, "1584")  # 7 s of CPU over 11 s on 2 CPUs; too short for JobAcctGather to see its memory
-    add(home, Job("slurm", "1586", host="c", last_status="RUNNING"), Job("slurm", "1584", host="c", last_status="RUNNING"))
+    ended(cluster, "1871")  # 2 CPUs, one spinning 31 s over 40, 136M held of 300M asked
+    ended(cluster, "1869")  # 5 s of CPU over 10 s on 2 CPUs; too short for JobAcctGather to see its memory
+    add(home, Job("slurm", "1871", host="c", last_status="RUNNING"), Job("slurm", "1869", host="c", last_status="RUNNING"))
     w, out = make_watcher(home)
     w.cycle(everything=True)
     assert sorted((e["id"], e["to"], e["detail"]) for e in events(out)) == [
-        ("1584", "COMPLETED", "exit 0:0, 00:00:11 of 00:05:00, waited 00:00:00; CPU 33%"),
-        ("1586", "COMPLETED", "exit 0:0, 00:00:41 of 00:10:00, waited 00:00:00; CPU 45%, mem 45% of 300M")]
+        ("1869", "COMPLETED", "exit 0:0, 00:00:10 of 00:05:00, waited 00:00:00; CPU 27%"),
+        ("1871", "COMPLETED", "exit 0:0, 00:00:40 of 00:10:00, waited 00:00:00; CPU 39%, mem 45% of 300M")]
     records = {r["id"]: r for r in home.history()}
-    assert records["1586"]["measured"] == {"wait_s": 0.0, "elapsed_s": 41, "limit_s": 600, "cpu_pct": 44.6,
-                                           "max_rss": 139276 * 1024.0, "mem_req": 300 * 2.0**20, "mem_pct": 45.3}
-    assert records["1584"]["measured"] == {"wait_s": 0.0, "elapsed_s": 11, "limit_s": 300, "cpu_pct": 33.4,
+    assert records["1871"]["measured"] == {"wait_s": 0.0, "elapsed_s": 40, "limit_s": 600, "cpu_pct": 39.1,
+                                           "max_rss": 139192 * 1024.0, "mem_req": 300 * 2.0**20, "mem_pct": 45.3}
+    assert records["1869"]["measured"] == {"wait_s": 0.0, "elapsed_s": 10, "limit_s": 300, "cpu_pct": 27.1,
                                            "mem_req": 200 * 2.0**20}
     assert summary(home).text() == "2 jobs: 2 completed"  # efficiency is no score
     # the check, then one more call for both ends: the efficiency rides in on_complete's sacct
@@ -503,25 +530,25 @@ def test_completed_jobs_say_their_limit_wait_cpu_and_memory_from_the_one_end_cal
 
 
 def test_a_failed_job_says_its_cause_then_its_efficiency_in_the_same_call(home: Home, cluster: Cluster) -> None:
-    ended(cluster, "1585")
-    log = cluster.output("1585", "loading\nRuntimeError: boom\n")
-    add(home, Job("slurm", "1585", host="c", last_status="RUNNING"))
+    ended(cluster, "1870")
+    log = cluster.output("1870", "loading\nRuntimeError: boom\n")
+    add(home, Job("slurm", "1870", host="c", last_status="RUNNING"))
     w, out = make_watcher(home)
     w.cycle(everything=True)
     (event,) = events(out)
     assert (event["to"], event["detail"]) == (
         "FAILED", f"exit 3:0, 00:00:03 of 00:02:00, waited 00:00:00; RuntimeError: boom (log: {log}); CPU 0%")
-    assert home.history()[0]["measured"] == {"wait_s": 0.0, "elapsed_s": 3, "limit_s": 120, "cpu_pct": 0.1,
+    assert home.history()[0]["measured"] == {"wait_s": 0.0, "elapsed_s": 3, "limit_s": 120, "cpu_pct": 0.2,
                                              "mem_req": 100 * 2.0**20}
     assert len(cluster.ssh_calls()) == 2  # on_failure's one call brings the logs and the sacct
     assert [c for c in cluster.sacct_calls() if " -X " not in c] == [
-        "sacct -j 1585 -n -P --format=JobID,JobIDRaw,State,ExitCode,MaxRSS,Submit,Start,ElapsedRaw,TimelimitRaw,"
-        "TotalCPU,AllocCPUS,ReqMem,AllocTRES"]
+        "sacct -j 1870 -n -P --format=JobID,JobIDRaw,State,ExitCode,MaxRSS,Submit,Start,ElapsedRaw,TimelimitRaw,"
+        "TotalCPU,AllocCPUS,ReqTRES,AllocTRES"]
 
 
 def test_a_job_cancelled_before_it_ran_says_only_what_can_be_known(home: Home, cluster: Cluster) -> None:
-    ended(cluster, "1587")  # Elapsed 0: no CPU efficiency; no step: no memory
-    add(home, Job("slurm", "1587", host="c", last_status="PENDING"))
+    ended(cluster, "1872")  # Elapsed 0: no CPU efficiency; no step: no memory
+    add(home, Job("slurm", "1872", host="c", last_status="PENDING"))
     w, out = make_watcher(home)
     w.cycle(everything=True)
     (event,) = events(out)
@@ -534,9 +561,9 @@ def test_gpus_are_counted_from_alloctres_as_gpu_hours(home: Home, cluster: Clust
     # The e2e cluster has no GPU: the real rows' shape with a GPU job's figures (8 GPUs, 2:41:07
     # of a 4 h limit, 12:30 in the queue, 71% of 16 CPUs, 24.3G of 64G).
     ended(cluster, "900", rows="900|900|COMPLETED|0:0|0:0|02:41:07|2026-12-01T08:00:00\n", steps=(
-        "900|900|COMPLETED|0:0||2026-12-01T08:00:00|2026-12-01T08:12:30|9667|240|1-06:30:17|16|64G|"
+        "900|900|COMPLETED|0:0||1796112000|1796112750|9667|240|1-06:30:17|16|billing=16,cpu=16,gres/gpu=8,mem=64G,node=1|"
         "billing=16,cpu=16,gres/gpu=8,mem=64G,node=1\n"
-        "900.batch|900.batch|COMPLETED|0:0|24.3G|2026-12-01T08:12:30|2026-12-01T08:12:30|9667||1-06:30:17|16||"
+        "900.batch|900.batch|COMPLETED|0:0|24.3G|1796112750|1796112750|9667||1-06:30:17|16||"
         "cpu=16,gres/gpu=8,mem=64G,node=1\n"))
     add(home, Job("slurm", "900", host="c", last_status="RUNNING"))
     w, out = make_watcher(home)
@@ -545,6 +572,70 @@ def test_gpus_are_counted_from_alloctres_as_gpu_hours(home: Home, cluster: Clust
     assert event["detail"] == "exit 0:0, 02:41:07 of 04:00:00, waited 00:12:30; CPU 71%, mem 38% of 64G, 8 GPU × 2.7 h"
     measured = home.history()[0]["measured"]
     assert (measured["gpus"], measured["gpu_hours"], measured["cpu_pct"], measured["mem_pct"]) == (8, 21.48, 71.0, 38.0)
+
+
+def test_the_end_of_job_sacct_says_submit_and_start_in_epoch_seconds(home: Home, cluster: Cluster) -> None:
+    # The cluster's local time would lose (or gain) an hour across a DST change: both end calls
+    # ask for epoch seconds, and the captured rows of that call are read.
+    ended(cluster, "1869")
+    ended(cluster, "1870")
+    cluster.output("1870", "RuntimeError: boom\n")
+    add(home, Job("slurm", "1869", host="c", last_status="RUNNING"), Job("slurm", "1870", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    ends = [c for c in cluster.ssh_calls() if " -X " not in c]
+    assert len(ends) == 2 and all("SLURM_TIME_FORMAT=%s sacct -j " in c for c in ends)
+    assert {r["id"]: r["measured"]["wait_s"] for r in home.history()} == {"1869": 0.0, "1870": 0.0}
+
+
+def test_a_start_before_its_submit_leaves_the_wait_out_and_the_rest_of_the_detail_stands(
+        home: Home, cluster: Cluster) -> None:
+    # 1869's rows in the cluster's local time of an older sacct call, across the DST fall-back:
+    # submitted 02:50 CEST, started 20 minutes later at 02:10 CET, so Start reads 40 minutes
+    # before Submit. No wait is said or kept, but the exit code, elapsed time and CPU are.
+    rows = (EFFICIENCY / "end.steps.txt").read_text().replace(
+        "1869|1869|COMPLETED|0:0||1796171608|1796171608|", "1869|1869|COMPLETED|0:0||2026-10-25T02:50:00|2026-10-25T02:10:00|")
+    ended(cluster, "1869", steps=rows)
+    add(home, Job("slurm", "1869", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    (event,) = events(out)
+    assert event["detail"] == "exit 0:0, 00:00:10 of 00:05:00; CPU 27%"
+    assert "wait_s" not in home.history()[0]["measured"]
+
+
+def test_memory_asked_per_cpu_counts_as_the_jobs_total(home: Home, cluster: Cluster) -> None:
+    ended(cluster, "1873")  # --mem-per-cpu=50M on 2 CPUs: ReqTRES says mem=100M (AllocTRES: no mem on CR_Core)
+    add(home, Job("slurm", "1873", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert home.history()[0]["measured"] == {"wait_s": 2.0, "elapsed_s": 1, "limit_s": 60, "cpu_pct": 0.2,
+                                             "mem_req": 100 * 2.0**20}
+
+
+def test_an_array_by_its_id_has_no_figures_and_a_task_by_either_id_its_own(home: Home, cluster: Cluster) -> None:
+    # The real array 1875: task 1875_0 (JobIDRaw 1876) slept 6 s, task 1875_1 spun; 1875_1's
+    # JobIDRaw is the array's own id, 1875, yet its figures are not the whole array's.
+    from typing import Callable
+
+    def capture(job_id: str, keep: Callable[[list[str]], bool]) -> None:
+        for suffix, name in ((".rows", "end.sacct.txt"), (".steps", "end.steps.txt")):
+            lines = (EFFICIENCY / name).read_text().splitlines(keepends=True)
+            (cluster.dir / f"{job_id}{suffix}").write_text("".join(ln for ln in lines if keep(ln.split("|"))))
+
+    capture("1875", lambda f: f[0].startswith("1875_"))
+    capture("1875_1", lambda f: f[0].split(".")[0] == "1875_1")
+    capture("1876", lambda f: f[1].split(".")[0] == "1876")
+    add(home, *(Job("slurm", i, host="c", last_status="RUNNING") for i in ("1875", "1875_1", "1876")))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert sorted((e["id"], e["detail"]) for e in events(out)) == [
+        ("1875", "all 2 done"),
+        ("1875_1", "exit 0:0, 00:00:06 of 00:02:00, waited 00:00:01; CPU 47%"),
+        ("1876", "exit 0:0, 00:00:06 of 00:02:00, waited 00:00:01; CPU 0%")]
+    measured = {r["id"]: r.get("measured", {}) for r in home.history()}
+    assert measured["1875"] == {}
+    assert (measured["1875_1"]["cpu_pct"], measured["1876"]["cpu_pct"]) == (47.0, 0.1)
 
 
 def test_stall_after_0_turns_the_probe_off_and_the_check_is_as_before(home: Home, cluster: Cluster, tmp_path: Path) -> None:

@@ -89,10 +89,10 @@ def test_values_belong_to_metrics_with_a_regex_only(tmp_path: Path, extra: str, 
 @pytest.mark.parametrize(("name", "given", "expected"), [
     ("seconds", "1-02:03:04", 93784.0), ("seconds", "02:41:07", 9667.0), ("seconds", "00:37.407", 37.407),
     ("seconds", "12", 12.0), ("hms", 9667, "02:41:07"), ("hms", 93784.4, "1-02:03:04"), ("hms", 0, "00:00:00"),
-    ("bytes", "139156K", 139156 * 1024.0), ("bytes", "64G", 64.0 * 2**30), ("bytes", "4000Mc", 4000.0 * 2**20),
+    ("bytes", "139156K", 139156 * 1024.0), ("bytes", "64G", 64.0 * 2**30),
     ("bytes", "512", 512.0), ("size", 64 * 2**30, "64G"), ("size", 2.5 * 2**30, "2.5G"), ("size", 300 * 2**20, "300M"),
     ("size", 100, "100"), ("number", "8", 8), ("number", "2.5", 2.5),
-    ("epoch", "2026-12-01T22:54:09", 1796165649.0),
+    ("epoch", "2026-12-01T22:54:09", 1796165649.0), ("epoch", "1796171608", 1796171608.0),  # SLURM_TIME_FORMAT=%s
     ("pairs", "billing=2,cpu=2,gres/gpu=8,node=1", {"billing": "2", "cpu": "2", "gres/gpu": "8", "node": "1"}),
     ("pairs", "", {}),
 ])
@@ -102,7 +102,8 @@ def test_the_measuring_filters(name: str, given: object, expected: object) -> No
 
 @pytest.mark.parametrize(("name", "given"), [
     ("seconds", "Unknown"), ("seconds", ""), ("hms", -1), ("bytes", ""), ("bytes", "lots"), ("number", "UNLIMITED"),
-    ("number", ""), ("epoch", "Unknown"), ("epoch", "None"),
+    ("number", ""), ("epoch", "Unknown"), ("epoch", "None"),  # Start, pending or cancelled unstarted, under %s
+    ("bytes", "4000Mc"), ("bytes", "4000Mn"),  # an older ReqMem per CPU or per node: not the job's total
 ])
 def test_a_filter_refuses_what_it_cannot_read_rather_than_guess(name: str, given: object) -> None:
     with pytest.raises(ValueError):

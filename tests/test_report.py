@@ -162,3 +162,34 @@ def test_jobmon_report_json_and_since(home: Home) -> None:
     assert text.code == 0 and text.lines()[-3] == "8 jobs: 6 completed, 2 failed (1 FAILED, 1 TIMEOUT); 121.48 GPU-hours"
     bad = jobmon("report", "--since", "yesterday", *home.args())
     assert (bad.code, bad.err) == (2, "jobmon: --since 'yesterday': expected a duration such as 90s, 25m or 1h\n")
+
+
+def test_a_negative_or_infinite_figure_shows_a_dash(home: Home) -> None:
+    import json
+
+    from conftest import jobmon
+    from jobmon.report import ended, table
+
+    # an older jobmon read sacct's local times as UTC: across a DST fall-back it kept wait_s -3600
+    odd = [{"type": "slurm", "id": "31", "host": "c", "last_status": "COMPLETED", "outcome": "success",
+            "finished": "2026-10-25T03:00:00+00:00",
+            "measured": {"wait_s": -3600.0, "elapsed_s": 10, "cpu_pct": float("inf"), "gpu_hours": -1.0}}]
+    assert table(ended(odd)) == [
+        "JOB         STATE      ELAPSED   LIMIT  WAITED  CPU  MEM  GPU-H  DESCRIPTION",
+        "slurm 31@c  COMPLETED  00:00:10  -      -       -    -    -",
+        "1 job: 1 completed; 0 GPU-hours"]
+    home.registry.parent.mkdir(parents=True)
+    home.registry.with_name("history.jsonl").write_text(json.dumps(odd[0]) + "\n")
+    ran = jobmon("report", *home.args())
+    assert (ran.code, ran.err) == (0, "") and ran.lines()[1].startswith("slurm 31@c  COMPLETED  00:00:10  -")
+
+
+def test_a_measured_value_never_stands_for_the_jobs_own_field() -> None:
+    from jobmon.report import as_json, ended
+
+    record = {"type": "slurm", "id": "32", "host": "c", "description": "d", "last_status": "FAILED",
+              "outcome": "failure", "finished": "2026-12-01T22:00:00+00:00",
+              "measured": {"type": "gpu", "id": "x", "state": "ok", "kind": "totals", "host": "h", "cpu_pct": 5.0}}
+    (job, _totals) = as_json(ended([record]))
+    assert job == {"kind": "job", "type": "slurm", "id": "32", "host": "c", "description": "d", "state": "FAILED",
+                   "outcome": "failure", "finished": "2026-12-01T22:00:00+00:00", "cpu_pct": 5.0}
