@@ -282,11 +282,10 @@ def _stop_on_signals(*stops: Callable[[], None]) -> Callable[[], None]:
 
 
 def _watcher(args: argparse.Namespace, config: "Config", registry: "Registry"):  # type: ignore[no-untyped-def]
-    from jobmon.notify import notifier
     from jobmon.watch import Watcher
 
     log = _log(registry)
-    return Watcher(config, registry, log, interval=getattr(args, "interval", None), notifier=notifier(config, log))
+    return Watcher(config, registry, log, interval=getattr(args, "interval", None), notifier=config.notifier(log))
 
 
 def _log(registry: "Registry"):  # type: ignore[no-untyped-def]

@@ -26,7 +26,8 @@ from jobmon.where import ConfigError, Where  # config.ConfigError too: cli and t
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from jobmon.notify import Routes, Target
+    from jobmon.eventlog import EventLog
+    from jobmon.notify import Notifier, Routes, Target
 
 DEFAULT_SETTINGS: dict[str, Any] = {
     "interval": 30.0,
@@ -90,6 +91,14 @@ class Config:
     def notify_targets(self, type_name: str, host: str = "") -> tuple["Target", ...]:
         """Who is told of a job of this type on this host (``notify:``, the most specific list)."""
         return self.notify.targets(type_name, tuple(c.name for c in self.clusters if host and c.matches(host)))
+
+    def notifier(self, log: "EventLog") -> "Notifier | None":
+        """What tells people of a polling process's events, or None when no target is named."""
+        every = self.notify.every()
+        if not every:
+            return None
+        return _routes().Notifier(every, lambda e: self.notify_targets(e.type, e.host), log, os.environ,
+                                  max_line=self.settings.max_line)
 
 
 # ---------------------------------------------------------------- loading

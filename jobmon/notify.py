@@ -26,7 +26,6 @@ from jobmon.where import Where
 if TYPE_CHECKING:
     import jinja2
 
-    from jobmon.config import Config
     from jobmon.eventlog import Cursor, EventLog
 
 DEFAULT_ON = ("failure", "never_starts", "stalled")
@@ -474,14 +473,3 @@ def test(all_targets: Sequence[Target], environ: Mapping[str, str], text: str) -
     message = Message("jobmon: test", text, "info")
     with ThreadPoolExecutor(max(len(all_targets), 1)) as pool:
         return list(zip(all_targets, pool.map(lambda t: send(t, message, environ), all_targets)))
-
-
-def notifier(config: "Config", log: "EventLog") -> Notifier | None:
-    """The notifier of a process that polls, or None when the config names no target."""
-    import os
-
-    every = config.notify.every()
-    if not every:
-        return None
-    return Notifier(every, lambda e: config.notify_targets(e.type, e.host), log, os.environ,
-                    max_line=config.settings.max_line)

@@ -5,11 +5,14 @@ real executables rather than by patching: the code under test runs exactly as in
 """
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import queue
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
@@ -417,3 +420,60 @@ def folder_in_tmp(mode: int) -> Iterator[Path]:
         yield folder
     finally:
         shutil.rmtree(folder)
+
+
+# ---------------------------------------------------------------- a notification target
+
+
+class Server:
+    """A real HTTP server in a thread: every request that arrived, answered with ``answer`` (or
+    each in turn, the last one then), or held until ``release`` is set (``hang``)."""
+
+    def __init__(self, answer: int | tuple[int, ...] = 200, *, hang: bool = False) -> None:
+        answers = answer if isinstance(answer, tuple) else (answer,)
+        self.arrived: queue.Queue[dict[str, Any]] = queue.Queue()
+        self.count = 0
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                outer.count += 1
+                outer.arrived.put({"path": self.path, **json.loads(body)})
+                if hang:
+                    outer.release.wait(60)
+                self.send_response(answers[min(outer.count, len(answers)) - 1])
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(b"{}")
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def url(self, path: str = "", scheme: str = "json") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}/{path}"
+
+    def next(self, within: float = 30) -> dict[str, Any]:
+        return self.arrived.get(timeout=within)
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def servers() -> Iterator[Any]:
+    made: list[Server] = []
+
+    def make(answer: int | tuple[int, ...] = 200, *, hang: bool = False) -> Server:
+        made.append(Server(answer, hang=hang))
+        return made[-1]
+    yield make
+    for server in made:
+        server.close()

@@ -1,9 +1,7 @@
 """Notifications to people: sent through apprise to a real HTTP server on 127.0.0.1."""
 from __future__ import annotations
 
-import http.server
 import json
-import queue
 import socket
 import threading
 from pathlib import Path
@@ -17,60 +15,6 @@ from jobmon.eventlog import EventLog
 from jobmon.events import Event, JobRef
 from jobmon.registry import Job
 from conftest import Cluster, Home, add, jobmon, make_watcher, wait_for
-
-
-class Server:
-    """A real HTTP server in a thread: every request that arrived, answered with ``answer`` (or
-    each in turn, the last one then), or held until ``release`` is set (``hang``)."""
-
-    def __init__(self, answer: int | tuple[int, ...] = 200, *, hang: bool = False) -> None:
-        answers = answer if isinstance(answer, tuple) else (answer,)
-        self.arrived: queue.Queue[dict[str, Any]] = queue.Queue()
-        self.count = 0
-        self.release = threading.Event()
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                outer.count += 1
-                outer.arrived.put({"path": self.path, **json.loads(body)})
-                if hang:
-                    outer.release.wait(60)
-                self.send_response(answers[min(outer.count, len(answers)) - 1])
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b"{}")
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.httpd.server_address[1]
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def url(self, path: str = "", scheme: str = "json") -> str:
-        return f"{scheme}://127.0.0.1:{self.port}/{path}"
-
-    def next(self, within: float = 30) -> dict[str, Any]:
-        return self.arrived.get(timeout=within)
-
-    def close(self) -> None:
-        self.release.set()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def servers() -> Iterator[Any]:
-    made: list[Server] = []
-
-    def make(answer: int | tuple[int, ...] = 200, *, hang: bool = False) -> Server:
-        made.append(Server(answer, hang=hang))
-        return made[-1]
-    yield make
-    for server in made:
-        server.close()
 
 
 @pytest.fixture
@@ -134,7 +78,7 @@ types:
 
 def test_no_notify_anywhere_tells_no_one(home: Home) -> None:
     cfg = config.load(env={})
-    assert cfg.notify.every() == () and notify.notifier(cfg, None) is None  # type: ignore[arg-type]
+    assert cfg.notify.every() == () and cfg.notifier(None) is None  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("file,text,error", [
@@ -303,7 +247,7 @@ def test_a_failed_job_reaches_the_server_from_the_poll(home: Home, cluster: Clus
     cluster.set("18", "COMPLETED")
     add(home, Job("slurm", "17", host="c", description="PTQ"), Job("slurm", "18", host="c"))
     watcher, _ = make_watcher(home, cfg)
-    watcher.notifier = notify.notifier(cfg, watcher.log)
+    watcher.notifier = cfg.notifier(watcher.log)
     watcher.cycle(everything=True)
     watcher.notifier.drain()
     got = server.next()
@@ -327,7 +271,7 @@ def test_a_hung_server_never_holds_the_polling_up(home: Home, cluster: Cluster, 
     cluster.set("17", "FAILED", "1:0")
     add(home, Job("slurm", "17", host="c"))
     watcher, _ = make_watcher(home, cfg)
-    watcher.notifier = notify.notifier(cfg, watcher.log)
+    watcher.notifier = cfg.notifier(watcher.log)
 
     def cycle() -> None:
         poll = threading.Thread(target=watcher.cycle, kwargs={"everything": True})
