@@ -34,6 +34,9 @@ def test_the_detached_poller_tells_a_person_of_a_stall_and_a_failure(slurm: Slur
     failed = server.next(within=60)
     assert (failed["type"], failed["title"]) == ("failure", f"jobmon: FAILED slurm {job}@{slurm.host}")
     _, exit_code, elapsed = slurm.sacct(job)[job]
-    assert f"RUNNING -> FAILED (exit {exit_code}, {elapsed}{slurm.limit_and_wait(job)}; CPU " in failed["message"], failed
+    log = jobdir / f"slurm-{job}.out"
+    assert re.search(re.escape(f"slurm {job}@{slurm.host}: RUNNING -> FAILED (exit {exit_code}, {elapsed}"
+                               f"{slurm.limit_and_wait(job)}; NCCL WARN Call to ibv_reg_mr failed (log: {log})")
+                     + r"; CPU \d+%(, [^)]*)?\)$", failed["message"]), failed
     assert wait_for(lambda: not home.jobs())
     assert server.arrived.empty()  # no RESUMED (not asked for), nothing twice
