@@ -83,9 +83,19 @@ class Routes:
         return ()
 
     def every(self) -> tuple[Target, ...]:
-        """Each configured target once, in config order: what ``jobmon notify test`` tries."""
+        """Each configured target once, in config order: what ``jobmon notify test`` tries and
+        what the notifier reads the log for."""
         lists = [self.top or (), *self.clusters.values(), *self.types.values(), *self.cluster_types.values()]
-        return tuple(t for targets in lists for t in targets)
+        return distinct(t for targets in lists for t in targets)
+
+
+def distinct(targets: Iterable[Target]) -> tuple[Target, ...]:
+    """One target per ``key`` (URL and kinds), the first listed naming it: a URL listed at the
+    top and for a type is sent each message, and each test, once."""
+    out: dict[str, Target] = {}
+    for target in targets:
+        out.setdefault(target.key, target)
+    return tuple(out.values())
 
 
 def _last(found: Iterable[tuple[Target, ...] | None]) -> tuple[Target, ...] | None:
@@ -338,9 +348,7 @@ class Notifier:
     def __init__(self, targets: Sequence[Target], targets_of: Callable[[Event], Sequence[Target]],
                  log: "EventLog", environ: Mapping[str, str], *, max_line: int = 400,
                  retry_after: float = RETRY_AFTER) -> None:
-        self.readers: dict[str, Target] = {}
-        for target in targets:
-            self.readers.setdefault(target.key, target)  # the first listed names it
+        self.readers = {t.key: t for t in distinct(targets)}
         self.targets_of = targets_of
         self.log = log
         self.environ = environ

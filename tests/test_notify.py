@@ -457,3 +457,14 @@ def test_a_poller_killed_mid_send_leaves_the_message_to_the_next(home: Home, clu
     assert "slurm 18@c" in after[-1]
     assert wait_for(lambda: not home.jobs())
     assert hung.arrived.empty()
+
+
+def test_a_url_listed_twice_with_the_same_kinds_is_tested_once(tmp_path: Path) -> None:
+    cfg = load(tmp_path / "m.yaml", """
+notify: ["json://h/a", {url: "json://h/b", on: [failure]}]
+types:
+  slurm:
+    notify: ["json://h/a", {url: "json://h/b", on: [success]}]
+""")
+    assert names(cfg.notify.every()) == ["json://h/a", "json://h/b", "json://h/b"]  # b: other kinds, another target
+    assert cfg.notify.every()[0].name.endswith(": notify.0 (json://h/a)")  # the first listed names it
