@@ -192,7 +192,41 @@ def from_files(files: Iterable[Path]) -> Config:
             raise ConfigError(f"{name}: {'.'.join(p.path) or '(top)'}: {p.message}")
         layer = data if is_monitor else {"types": data}
         _merge(raw, layer, (), origins, name)
+    _extend(raw, origins)
     return _build(raw, origins, tuple(names))
+
+
+EXTENDED_LISTS = ("events", "diagnosis", "metrics")  # an extending type adds to these
+
+
+def _extend(raw: dict[str, Any], origins: dict[tuple[str, ...], str]) -> None:
+    """A type that ``extends`` another is that type's whole body, as every file left it, with its
+    own keys merged on top (mappings key by key, the rest replaced), except that its ``events``,
+    ``diagnosis`` and ``metrics`` come after the other's (one of the same name replaces it):
+    deploy is slurm's check, actions and NEVER_STARTS, plus its own events and causes. An
+    inherited key's errors name where the other type set it."""
+    types = raw["types"]
+    for name, body in types.items():
+        base = body.get("extends")
+        if base is None:
+            continue
+        where = Where(origins, ("types", name))
+        if base not in types or base == name:
+            raise where.error(("extends",), _unknown_type(base, [t for t in types if t != name]))
+        if "extends" in types[base]:
+            raise where.error(("extends",), f"{base} extends {types[base]['extends']} itself: extend that one")
+        merged = _copy(types[base])
+        own = {k: v for k, v in body.items() if k != "extends"}
+        for key in EXTENDED_LISTS:
+            if key in own and isinstance(own[key], list) and isinstance(merged.get(key), list):
+                names = {item.get("name") for item in own[key] if isinstance(item, dict)}
+                own[key] = [i for i in merged[key] if not (isinstance(i, dict) and i.get("name") in names)] + own[key]
+        _merge(merged, own, (), {}, "")
+        for key, origin in list(origins.items()):
+            inherited = key[:2] == ("types", base) and ("types", name) + key[2:] not in origins
+            if inherited:
+                _set(origins, ("types", name) + key[2:], origin)
+        types[name] = merged
 
 
 def _display(path: Path) -> str:

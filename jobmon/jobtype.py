@@ -86,6 +86,11 @@ class Probe:
     source: Mapping[str, str]  # template texts, for `jobmon render` and `types`
     live: Live | None = None
     capture: re.Pattern[str] | None = None  # lines whose groups are kept with the job the first time (log paths)
+    # A batched check that reads each job's own log from where the last check stopped (a model
+    # server's): ``lines`` (id, line) are the job's new lines, its text for key events; ``offset``
+    # (id, offset) where its next read starts, given to the next check as the job's ``offset``.
+    lines: re.Pattern[str] | None = None
+    offset: re.Pattern[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -105,6 +110,10 @@ class Pattern:
     # goes to the history record, structured, and to the text; one that fails is left out.
     values: tuple[tuple[str, Any], ...] = ()
     failure: bool = False  # metrics: also read in on_failure's output (a failed job's efficiency)
+    # events: said only once every name here is known (a group an earlier event of the job
+    # found, kept in its book, or one found before it in the same output); its text sees them.
+    needs: tuple[str, ...] = ()
+    say: bool = True  # events: False keeps its groups for the others (an endpoint), says nothing
 
 
 @dataclass(frozen=True)
@@ -267,7 +276,8 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
     for i, item in enumerate(raw):
         at = (key, str(i))
         owner = {"step": "events", "each": "events", "traceback": "diagnosis", "path": "metrics", "summary": "metrics",
-                 "field": "events or diagnosis", "values": "metrics", "failure": "metrics"}
+                 "field": "events or diagnosis", "values": "metrics", "failure": "metrics", "needs": "events",
+                 "say": "events"}
         for option, only in owner.items():
             if option in item and key not in only.split(" or "):
                 raise where.error(at + (option,), f"only for {only}")
@@ -289,6 +299,11 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
             raise where.error(at + ("values",), "only for a metric with a regex: its groups are what the values use")
         values = _values(item.get("values") or {}, names, where, at + ("values",))
         names |= {n for n, _ in values}
+        needs = tuple(item.get("needs", ()))
+        for j, need in enumerate(needs):
+            if not any(need in p.regex.groupindex for p in out if not p.field):
+                raise where.error(at + ("needs", str(j)), f"no event before this one has a (?P<{need}>…) group")
+        names |= set(needs)
         text = _template(item.get("text"), names, where, at + ("text",), shell=False)
         if item.get("step", 1) <= 0:
             raise where.error(at + ("step",), "must be greater than 0")
@@ -296,7 +311,8 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
             raise where.error(at + ("each",), "needs a group in the regex: its value tells one occurrence from another")
         out.append(Pattern(name, regex, text, float(item.get("step", 0)), bool(item.get("traceback")),
                            item.get("path", ""), bool(item.get("summary", True)), bool(item.get("each")),
-                           item.get("field", ""), values, bool(item.get("failure"))))
+                           item.get("field", ""), values, bool(item.get("failure")), needs,
+                           bool(item.get("say", True))))
     return tuple(out)
 
 
@@ -357,7 +373,12 @@ def _probe(check: Mapping[str, Any], key: str, job_vars: set[str], type_vars: Ma
         source={k: check[k] for k in ("command", "batch", "read") if check.get(k)},
         live=_live(check["live"], key, groups, where) if check.get("live") else None,
         capture=_regex(check["capture"], where, (key, "capture"), ("id",)) if check.get("capture") else None,
+        lines=_lines(_regex(check["lines"], where, (key, "lines"), ("id", "line"))) if check.get("lines") else None,
+        offset=_lines(_regex(check["offset"], where, (key, "offset"), ("id", "offset"))) if check.get("offset") else None,
     )
+    for name in ("lines", "offset"):
+        if check.get(name) and probe.batch is None:
+            raise where.error((key, name), "only for a batched check: a one-job check's whole output is its text")
     if probe.live is not None and probe.batch is None:
         raise where.error((key, "live"), "only for a batched check: its rows come from the batch's output")
     if probe.batch_size < 1:

@@ -120,7 +120,8 @@ def batch_values(job: Job, jtype: JobType, probe: Probe) -> dict[str, object]:
     its paths or bring its log's tail (it may be said STALLED)."""
     blank = {name: "" for name in (probe.capture.groupindex if probe.capture is not None else ())}
     return {**blank, **(job.book.captured or {}), **job.values(), "last_status": job.last_status,
-            "capture": needs_capture(job, jtype, probe), "stalling": stalling(job.book, jtype)}
+            "capture": needs_capture(job, jtype, probe), "stalling": stalling(job.book, jtype),
+            "offset": job.book.offset}
 
 
 def needs_capture(job: Job, jtype: JobType, probe: Probe) -> bool:

@@ -188,6 +188,8 @@ class Answer(NamedTuple):
     captured: tuple[Mapping[str, str], ...] = ()
     error: str | None = None  # nothing can be said of the job this time (the check, not the job, failed)
     progress: Mark | None = None
+    text: str = ""  # the job's new log lines (``check.lines``), for key events
+    offset: int | None = None  # where the next read of its log starts (``check.offset``)
 
 
 def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Probe | None = None, *,
@@ -213,6 +215,7 @@ def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Prob
             if groups.get("id") in jobs:
                 captured.setdefault(groups["id"], []).append(groups)
     marks = read_marks(output, jtype, jobs) if probe is jtype.check else {}
+    texts, offsets = read_lines(output, probe, jobs)
     out: dict[str, Answer] = {}
     for job_id in jobs:
         v, lv = verdict.get(job_id), live.get(job_id)
@@ -226,8 +229,25 @@ def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Prob
             # and "pending" may be accounting that has not heard of the start yet.
             error, row = f"{row.state} not confirmed: {live_failed}", None
         if row is not None or error or job_id in captured:
-            out[job_id] = Answer(row, parts or None, tuple(captured.get(job_id, ())), error, marks.get(job_id))
+            out[job_id] = Answer(row, parts or None, tuple(captured.get(job_id, ())), error, marks.get(job_id),
+                                 texts.get(job_id, ""), offsets.get(job_id))
     return out
+
+
+def read_lines(output: str, probe: Probe, ids: Iterable[str]) -> tuple[dict[str, str], dict[str, int]]:
+    """Each job's new log lines (its text) and where its next read starts, as a batched check
+    that reads the jobs' logs says them. Lines of a job the check was not asked about are
+    dropped: a log cannot speak for another job."""
+    wanted = set(ids)
+    texts: dict[str, list[str]] = {}
+    offsets: dict[str, int] = {}
+    for match in probe.lines.finditer(output) if probe.lines is not None else ():
+        if match.group("id") in wanted:
+            texts.setdefault(match.group("id"), []).append(match.group("line"))
+    for match in probe.offset.finditer(output) if probe.offset is not None else ():
+        if match.group("id") in wanted and match.group("offset").isdigit():
+            offsets[match.group("id")] = int(match.group("offset"))
+    return {i: "\n".join(lines) for i, lines in texts.items()}, offsets
 
 
 def read_marks(output: str, jtype: JobType, ids: Iterable[str]) -> dict[str, Mark]:
@@ -456,8 +476,10 @@ def advance(
     if obs.captured:
         book = _capture(book, obs.captured, bool(obs.part_rows or book.parts))
     if obs.text and jtype.events:
-        found = key_events(obs.text, jtype.events, book.seen)
-        changes += [Change("event", status, name, False, None, groups, text) for name, text, groups in found]
+        found = key_events(obs.text, jtype.events, book.seen, book.captured)
+        quiet = {p.name for p in jtype.events if not p.say}
+        changes += [Change("event", status, name, False, None, groups, text) for name, text, groups in found
+                    if name not in quiet]
         captured = dict(book.captured or {})
         for _, _, groups in found:
             captured.update({k: v for k, v in groups.items() if v})

@@ -236,7 +236,7 @@ class Watcher:
             now = clock.now().timestamp()
             answers = {i: a if a.progress else a._replace(progress=rules.row_mark(a.row, jtype, now))
                        for i, a in answers.items()}
-        return {job.key: _observed(answers.get(job.id, blank), text if one else "") for job in group.jobs}
+        return {job.key: _observed(answers.get(job.id, blank), text if one else None) for job in group.jobs}
 
     def _read(self, job: Job, jtype: JobType, path: str) -> rules.Observation:
         """A check that reads the job's file from where the last one stopped: no process at all."""
@@ -278,8 +278,9 @@ class Watcher:
                                  unreachable_after=s.unreachable_after, lost_after=s.lost_after)
             if obs.offset is not None:
                 grew_at = clock.stamp(now) if obs.grew or step.book.grew_at is None else step.book.grew_at
-                step = step._replace(book=step.book._replace(offset=obs.offset, grew_at=grew_at,
-                                                             parts=dict(obs.parts or {}) or None))
+                # A read check's parts come from its log; a batched check's, from its rows (kept by advance).
+                parts = {"parts": dict(obs.parts) or None} if obs.parts is not None else {}
+                step = step._replace(book=step.book._replace(offset=obs.offset, grew_at=grew_at, **parts))
             seen[job.key] = (job, jtype, step)
 
         moved: list[tuple[Job, JobType, rules.Change]] = []
@@ -408,9 +409,11 @@ def _says(pattern: Any, text: str, who: str) -> str | None:
     return f"{who} says: {one_line(findings.line_at(text, match.start()))[:200]}" if match else None
 
 
-def _observed(answer: rules.Answer, text: str) -> rules.Observation:
-    return rules.Observation(answer.row, answer.error, text=text, part_rows=answer.parts, captured=answer.captured,
-                             progress=answer.progress)
+def _observed(answer: rules.Answer, text: str | None) -> rules.Observation:
+    """``text``: a one-job check's whole output; a batched check gives each job its own lines."""
+    return rules.Observation(answer.row, answer.error, text=answer.text if text is None else text,
+                             offset=answer.offset, grew=bool(answer.text), part_rows=answer.parts,
+                             captured=answer.captured, progress=answer.progress)
 
 
 def _delegated(own: rules.Observation, other: rules.Observation, asked: Job, jtype: JobType,

@@ -393,6 +393,16 @@ ERRORS = [
           check: {batch: "true", regex: '(?P<id>x)(?P<state>x)', capture: '(?P<stdout>x)'}
           states: {success: [X]}
     """, "{f}: k.check.capture: no (?P<id>…) group", id="capture-without-id"),
+    pytest.param("checkers.d/x.yaml", """
+        k:
+          check: {batch: "true", regex: '(?P<id>x)(?P<state>x)', lines: '(?P<id>x)'}
+          states: {success: [X]}
+    """, "{f}: k.check.lines: no (?P<line>…) group", id="lines-without-line"),
+    pytest.param("checkers.d/x.yaml", """
+        k:
+          check: {command: "true", regex: '(?P<state>x)', offset: '(?P<id>x)(?P<offset>[0-9]+)'}
+          states: {success: [X]}
+    """, "{f}: k.check.offset: only for a batched check: a one-job check's whole output is its text", id="offset-one-job"),
 ]
 
 

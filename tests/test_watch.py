@@ -532,3 +532,53 @@ def test_a_reader_that_goes_away_ends_the_watcher_quietly(home: Home, cluster: C
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "Traceback" not in err and "BrokenPipe" not in err
+
+
+# ---------------------------------------------------------------- a batched check that reads each job's log
+
+
+SERVED = r"""
+types:
+  served:
+    description: a batched check that reads each job's log from where it stopped
+    fields:
+      id: {pattern: '[a-z0-9]+'}
+      file: {required: true}
+    interval: 1
+    check:
+      batch: >-
+        {% for j in jobs %}echo "row|{{ j.id }}|RUNNING";
+        s=$(stat -c %s -- {{ j.file }}); o={{ j.offset }}; [ "$s" -lt "$o" ] && o=0;
+        tail -c +$((o + 1)) -- {{ j.file }} | head -c $((s - o)) |
+        awk -v i={{ j.id }} '{ sub(/.*\r/, "") } { print "log|" i "|" $0 }';
+        echo "offset|{{ j.id }}|$s";{% endfor %}
+      regex: '^row\|(?P<id>[^|]+)\|(?P<state>\w+)$'
+      lines: '^log\|(?P<id>[^|]+)\|(?P<line>.*)$'
+      offset: '^offset\|(?P<id>[^|]+)\|(?P<offset>[0-9]+)$'
+    states: {running: [RUNNING], success: [DONE], failure: [FAILED]}
+    events:
+      - {name: LOADING, regex: 'Starting to load model (?P<model>\S+?)\.*$', text: "{{ model }}"}
+      - {name: READY, regex: 'Uvicorn running on (?P<url>\S+)', text: "{{ url }}"}
+"""
+
+
+def test_a_batched_check_reads_each_jobs_log_from_where_it_stopped(home: Home, tmp_path: Path) -> None:
+    cfg = tmp_path / "served.yaml"
+    cfg.write_text(SERVED)
+    loaded = config.load(str(cfg), env={})
+    a, b = tmp_path / "a.log", tmp_path / "b.log"
+    a.write_text("INFO Starting to load model llama...\n")
+    b.write_text("booting\n")
+    add(home, Job("served", "a", fields={"file": str(a)}, last_status="RUNNING"),
+        Job("served", "b", fields={"file": str(b)}, last_status="RUNNING"))
+    w, out = make_watcher(home, loaded)
+    w.cycle(everything=True)
+    assert [(e["id"], e["to"], e["detail"]) for e in events(out)] == [("a", "LOADING", "llama")]
+    with a.open("a") as f:  # a line of a's log that pretends to be b's: it stays a's
+        f.write("INFO Uvicorn running on http://0.0.0.0:8000 (Press CTRL+C to quit)\nnoise\rlog|b|Uvicorn running on http://evil\n")
+    w.cycle(everything=True)
+    assert [(e["id"], e["to"], e["detail"]) for e in events(out)] == [("a", "READY", "http://0.0.0.0:8000")]
+    w.cycle(everything=True)
+    assert events(out) == []  # each said once: the next check read only what came after
+    offsets = {j["id"]: j["jobmon"]["offset"] for j in home.jobs()}
+    assert offsets == {"a": a.stat().st_size, "b": b.stat().st_size}
