@@ -215,13 +215,14 @@ def _extend(raw: dict[str, Any], origins: dict[tuple[str, ...], str]) -> None:
             raise where.error(("extends",), _unknown_type(base, [t for t in types if t != name]))
         if "extends" in types[base]:
             raise where.error(("extends",), f"{base} extends {types[base]['extends']} itself: extend that one")
-        merged = _copy(types[base])
+        merged = {k: _copy(v) for k, v in types[base].items() if k != "notify"}  # who is told is each type's own
         own = {k: v for k, v in body.items() if k != "extends"}
         for key in EXTENDED_LISTS:
             if key in own and isinstance(own[key], list) and isinstance(merged.get(key), list):
                 names = {item.get("name") for item in own[key] if isinstance(item, dict)}
                 own[key] = [i for i in merged[key] if not (isinstance(i, dict) and i.get("name") in names)] + own[key]
         _merge(merged, own, (), {}, "")
+        merged["extends"] = base  # built after its base (``_build``)
         for key, origin in list(origins.items()):
             inherited = key[:2] == ("types", base) and ("types", name) + key[2:] not in origins
             if inherited:
@@ -320,10 +321,11 @@ def _build(raw: dict[str, Any], origins: dict, files: tuple[str, ...]) -> Config
             # An override of a misspelled type would otherwise read as a new, incomplete type.
             raise Where(origins, ("types", name)).error((), f"{_unknown_type(name, others)}: a new job type needs check and states")
     common = _common(raw, origins)
-    types = {
-        name: build(name, body, settings, Where(origins, ("types", name)), origins, common)
-        for name, body in raw["types"].items()
-    }
+    # A type that others extend is built first: an error in what they inherit is named as its own.
+    order = sorted(raw["types"], key=lambda name: "extends" in raw["types"][name])
+    built = {name: build(name, raw["types"][name], settings, Where(origins, ("types", name)), origins, common)
+             for name in order}
+    types = {name: built[name] for name in raw["types"]}
     for name, jtype in types.items():
         if jtype.delegate is not None and jtype.delegate.type not in types:
             raise Where(origins, ("types", name)).error(("delegate", "type"), _unknown_type(jtype.delegate.type, types))

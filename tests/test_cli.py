@@ -113,7 +113,7 @@ def test_types_and_check(home: Home) -> None:
     assert any(ln.startswith("slurm: ") for ln in types.lines())
     assert "  fields: id, host, [file]; every 30s; from checkers.d/slurm.yaml" in types.lines()
     check = jobmon("check", *home.args())
-    assert check.code == 0 and check.out.startswith("config OK: 4 job types, 0 clusters, from monitor.yaml")
+    assert check.code == 0 and check.out.startswith("config OK: 5 job types, 0 clusters, from monitor.yaml")
 
 
 def test_a_bad_config_is_exit_2_with_one_line(home: Home, tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from jobmon.config import ConfigError
 from jobmon.registry import Job
 
 PACKAGED_DIR = config.packaged_dir()
-PACKAGED_NAMES = ("monitor.yaml", "checkers.d/launcher.yaml", "checkers.d/local.yaml", "checkers.d/nel.yaml",
+PACKAGED_NAMES = ("monitor.yaml", "checkers.d/deploy.yaml", "checkers.d/launcher.yaml", "checkers.d/local.yaml", "checkers.d/nel.yaml",
                   "checkers.d/slurm.yaml")
 PACKAGED = [PACKAGED_DIR / name for name in PACKAGED_NAMES]
 
@@ -44,7 +44,7 @@ def load_error(*files: Path) -> str:
 
 def test_the_packaged_defaults_load(home: Home) -> None:
     cfg = config.load(env={"XDG_CONFIG_HOME": str(home.root.parent / "xdg")})
-    assert list(cfg.types) == ["launcher", "local", "nel", "slurm"]
+    assert list(cfg.types) == ["deploy", "launcher", "local", "nel", "slurm"]
     assert cfg.files == PACKAGED_NAMES
     assert cfg.clusters == ()
     assert cfg.settings.interval == 30.0 and cfg.settings.max_parallel == 8 and cfg.settings.max_parallel_total == 32
@@ -62,7 +62,7 @@ def test_the_packaged_defaults_load(home: Home) -> None:
 def test_jobmon_check_accepts_the_packaged_defaults(home: Home) -> None:
     ran = jobmon("check")
     assert (ran.code, ran.err) == (0, "")
-    assert ran.out == ("config OK: 4 job types, 0 clusters, from monitor.yaml, checkers.d/launcher.yaml, "
+    assert ran.out == ("config OK: 5 job types, 0 clusters, from monitor.yaml, checkers.d/deploy.yaml, checkers.d/launcher.yaml, "
                        "checkers.d/local.yaml, checkers.d/nel.yaml, checkers.d/slurm.yaml\n")
 
 
@@ -70,6 +70,8 @@ def test_jobmon_types_lists_the_packaged_types_with_their_files(home: Home) -> N
     ran = jobmon("types")
     assert (ran.code, ran.err) == (0, "")
     assert ran.lines() == [
+        "deploy: a model server run as a SLURM job (vLLM, SGLang, trtllm-serve, NIM); READY with its endpoint, or why it never came up",
+        "  fields: id, host, [file]; every 30s; from checkers.d/deploy.yaml, checkers.d/slurm.yaml",
         "launcher: the Model-Optimizer launcher's output log (NeMo-Run experiments on SLURM)",
         "  fields: id, file, [host]; every 5s; from checkers.d/launcher.yaml",
         "local: a process on this machine, by pid (exit code from --file)",
@@ -84,7 +86,7 @@ def test_jobmon_types_lists_the_packaged_types_with_their_files(home: Home) -> N
 def test_an_empty_layer_file_changes_nothing(tmp_path: Path) -> None:
     empty = write(tmp_path / "empty.yaml", "# nothing yet\n")
     cfg = config.from_files([*PACKAGED, empty])
-    assert list(cfg.types) == ["launcher", "local", "nel", "slurm"]
+    assert list(cfg.types) == ["deploy", "launcher", "local", "nel", "slurm"]
     assert cfg.files == (*PACKAGED_NAMES, str(empty))
 
 
@@ -212,7 +214,7 @@ def test_the_cli_names_every_layer_it_read(home: Home, tmp_path: Path, monkeypat
     ran = jobmon("types", "--config", str(cli_file))
     assert (ran.code, ran.err) == (0, "")
     xdg_file = tmp_path / "xdg" / "jobmon" / "checkers.d" / "slurm.yaml"
-    assert ran.lines()[7] == f"  fields: id, host, [file]; every 15s; from checkers.d/slurm.yaml, {xdg_file}, {env_file}, {cli_file}"
+    assert ran.lines()[9] == f"  fields: id, host, [file]; every 15s; from checkers.d/slurm.yaml, {xdg_file}, {env_file}, {cli_file}"
     ran = jobmon("types", "--json", "--config", str(cli_file))
     slurm = [e for e in ran.events() if e["type"] == "slurm"][0]
     assert slurm["files"] == ["checkers.d/slurm.yaml", str(xdg_file), str(env_file), str(cli_file)]
@@ -289,13 +291,13 @@ ERRORS = [
         slurm:
           check:
             batch: "{{ ssh }} {{ host }} {% remote %}sacct -j {{ id }}{% endremote %}"
-    """, "{f}: slurm.check.batch: unknown variable id (known: end_awk, end_fields, host, ids, jobs, progress, ssh, type, user, window)",
+    """, "{f}: slurm.check.batch: unknown variable id (known: end_awk, end_fields, follow_log, host, ids, jobs, progress, ssh, type, user, window)",
         id="template-unknown-variable"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
           on_failure: "tail {{ logfile }}"
     """, "{f}: slurm.on_failure: unknown variable logfile (known: delegate, derived, description, elapsed, end_awk, "
-         "end_fields, exit, failed_part, file, groups, host, id, measured, of, outcome, parts_done, parts_failed, "
+         "end_fields, exit, failed_part, file, follow_log, groups, host, id, measured, of, outcome, parts_done, parts_failed, "
          "parts_total, previous, raw, "
          "reason, ssh, state, stderr, stdout, submit, submitted, type, user, window, workdir)",
         id="action-unknown-variable"),
@@ -382,7 +384,7 @@ ERRORS = [
     pytest.param("checkers.d/x.yaml", """
         slurm:
           on_complete: {batch: "echo {{ id }}"}
-    """, "{f}: slurm.on_complete.batch: unknown variable id (known: end_awk, end_fields, host, ids, jobs, marker, ssh, type, user, window)",
+    """, "{f}: slurm.on_complete.batch: unknown variable id (known: end_awk, end_fields, follow_log, host, ids, jobs, marker, ssh, type, user, window)",
         id="batched-action-names-one-job"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
@@ -393,6 +395,24 @@ ERRORS = [
           check: {batch: "true", regex: '(?P<id>x)(?P<state>x)', capture: '(?P<stdout>x)'}
           states: {success: [X]}
     """, "{f}: k.check.capture: no (?P<id>…) group", id="capture-without-id"),
+    pytest.param("checkers.d/x.yaml", """
+        k:
+          extends: slrum
+    """, "{f}: k.extends: unknown job type 'slrum' (did you mean 'slurm'?)", id="extends-unknown"),
+    pytest.param("checkers.d/x.yaml", """
+        k:
+          extends: deploy
+    """, "{f}: k.extends: deploy extends slurm itself: extend that one", id="extends-an-extension"),
+    pytest.param("checkers.d/x.yaml", """
+        k:
+          extends: slurm
+          events: [{name: READY, regex: 'up', needs: [url]}]
+    """, "{f}: k.events.1.needs.0: no event before this one has a (?P<url>…) group", id="needs-unknown-group"),
+    pytest.param("checkers.d/x.yaml", """
+        k:
+          extends: slurm
+          diagnosis: [{name: d, regex: 'x', say: false}]
+    """, "{f}: k.diagnosis.1.say: only for events", id="say-in-diagnosis"),
     pytest.param("checkers.d/x.yaml", """
         k:
           check: {batch: "true", regex: '(?P<id>x)(?P<state>x)', lines: '(?P<id>x)'}
@@ -448,7 +468,7 @@ def test_errors_in_a_new_type(tmp_path: Path, old: str, new: str, message: str) 
 
 def test_the_new_type_above_is_valid(tmp_path: Path) -> None:
     path = write(tmp_path / "checkers.d" / "k8s.yaml", NEW_TYPE)
-    assert list(config.from_files([*PACKAGED, path]).types) == ["launcher", "local", "nel", "slurm", "k8s"]
+    assert list(config.from_files([*PACKAGED, path]).types) == ["deploy", "launcher", "local", "nel", "slurm", "k8s"]
 
 
 def test_a_new_type_needs_a_check(tmp_path: Path) -> None:
@@ -639,7 +659,7 @@ def test_a_cluster_in_its_own_layer_overrides_a_type_from_another(tmp_path: Path
            slurm:
              detail: "{{ exitcode }}"
      """, "{f}: clusters.eos.types.slurm.detail: unknown variable exitcode (known: delegate, derived, description, "
-          "elapsed, end_awk, end_fields, exit, failed_part, file, groups, host, id, measured, of, outcome, parts_done, "
+          "elapsed, end_awk, end_fields, exit, failed_part, file, follow_log, groups, host, id, measured, of, outcome, parts_done, "
           "parts_failed, parts_total, previous, raw, reason, ssh, state, stderr, stdout, submit, submitted, type, user, "
           "window, workdir)"),
     ("""
@@ -791,7 +811,7 @@ def k8s(home: Home, fakebin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 def test_a_new_type_passes_check_and_types(home: Home, k8s: Path) -> None:
     ran = jobmon("check", "--config", str(k8s))
     assert (ran.code, ran.err) == (0, "")
-    assert ran.out == f"config OK: 5 job types, 0 clusters, from {', '.join(PACKAGED_NAMES)}, {k8s}\n"
+    assert ran.out == f"config OK: 6 job types, 0 clusters, from {', '.join(PACKAGED_NAMES)}, {k8s}\n"
     ran = jobmon("types", "--config", str(k8s))
     assert (ran.code, ran.err) == (0, "")
     assert ran.lines()[-2:] == ["k8s: a Kubernetes Job, by name",
@@ -867,7 +887,7 @@ def test_a_new_type_in_a_config_folder(home: Home, tmp_path: Path) -> None:
     checkers = write(tmp_path / "conf" / "checkers.d" / "k8s.yaml", K8S_TYPE)
     ran = jobmon("check", "--config", str(tmp_path / "conf"))
     assert (ran.code, ran.err) == (0, "")
-    assert ran.out == f"config OK: 5 job types, 0 clusters, from {', '.join(PACKAGED_NAMES)}, {checkers}\n"
+    assert ran.out == f"config OK: 6 job types, 0 clusters, from {', '.join(PACKAGED_NAMES)}, {checkers}\n"
 
 
 def test_an_override_of_a_misspelled_type_suggests_the_real_one(home: Home, tmp_path: Path) -> None:
@@ -1120,4 +1140,26 @@ def test_a_batched_action_cannot_use_progress_which_only_a_check_is_given(tmp_pa
           on_failure: {batch: "echo {{ progress }} {{ ids | join(' ') }}"}
     """)
     assert load_error(path) == (f"{path}: slurm.on_failure.batch: unknown variable progress (known: end_awk, end_fields, "
-                                "host, ids, jobs, marker, ssh, type, user, window)")
+                                "follow_log, host, ids, jobs, marker, ssh, type, user, window)")
+
+
+def test_a_type_that_extends_another_adds_to_its_events_and_replaces_one_of_the_same_name(tmp_path: Path) -> None:
+    path = tmp_path / "checkers.d" / "k.yaml"
+    path.parent.mkdir()
+    path.write_text("""
+k:
+  extends: slurm
+  description: slurm, and a line of the job's log
+  vars: {follow_log: "1"}
+  events:
+    - {name: NEVER_STARTS, field: reason, regex: '^Never$'}
+    - {name: UP, regex: 'up on (?P<url>\\S+)'}
+slurm:
+  notify: ["json://127.0.0.1:1/slurm-only"]
+""")
+    cfg = config.from_files([*PACKAGED, path])
+    k, slurm = cfg.types["k"], cfg.types["slurm"]
+    assert [p.name for p in k.events] == ["NEVER_STARTS", "UP"] and k.events[0].regex.pattern == "^Never$"
+    assert [p.name for p in slurm.events] == ["NEVER_STARTS"]  # the base is left as it was
+    assert k.check.source == slurm.check.source and k.description == "slurm, and a line of the job's log"
+    assert cfg.notify_targets("k") == () and len(cfg.notify_targets("slurm")) == 1  # who is told is not inherited
