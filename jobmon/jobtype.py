@@ -286,15 +286,15 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
             raise where.error(at + ("regex",), "missing")
         regex = _regex(item.get("regex", "$^"), where, at + ("regex",), ("percent",) if item.get("step") else ())
         regex = re.compile(regex.pattern, re.MULTILINE)
-        reserved = sorted(set(regex.groupindex) & {"line", "match", "keys", "value"})
+        reserved = sorted(set(regex.groupindex) & {"line", "match", "keys", "value", "job"})
         if reserved:
             raise where.error(at + ("regex",), f"(?P<{reserved[0]}>…) is a name the text template already has; rename the group")
         name = item.get("name", f"{key}-{i}")
         if name in {p.name for p in out}:
             raise where.error(at + ("name",), f"'{name}' is used twice")
         names = {"keys", "value"} if item.get("path") else set(regex.groupindex) | {"line", "match"}
-        if item.get("field"):
-            names |= {"job"}  # the whole row's groups, beside the field's own match
+        if item.get("field") or key == "events":
+            names |= {"job"}  # the whole row's groups (a server's node), beside the pattern's own
         if item.get("values") and item.get("path"):
             raise where.error(at + ("values",), "only for a metric with a regex: its groups are what the values use")
         values = _values(item.get("values") or {}, names, where, at + ("values",))

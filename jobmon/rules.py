@@ -476,7 +476,7 @@ def advance(
     if obs.captured:
         book = _capture(book, obs.captured, bool(obs.part_rows or book.parts))
     if obs.text and jtype.events:
-        found = key_events(obs.text, jtype.events, book.seen, book.captured)
+        found = key_events(obs.text, jtype.events, book.seen, book.captured, obs.row.groups if obs.row else None)
         quiet = {p.name for p in jtype.events if not p.say}
         changes += [Change("event", status, name, False, None, groups, text) for name, text, groups in found
                     if name not in quiet]

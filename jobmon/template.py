@@ -58,8 +58,21 @@ def _make_env(*, shell: bool) -> jinja2.Environment:
         extensions=[RemoteExtension] if shell else [],
     )
     env.filters["signal_name"] = signal_name
+    env.filters["first_host"] = first_host
     env.filters.update(MEASURES)
     return env
+
+
+def first_host(nodelist: Any) -> str:
+    """A SLURM NodeList's first host: ``gpu[07-08,12]`` -> ``gpu07``, ``a1,b2`` -> ``a1`` (where
+    a job's server listens); "" for none (``(null)``, ``None assigned``)."""
+    import re
+
+    text = str(nodelist or "").strip()
+    match = re.match(r"([A-Za-z0-9._-]+)(?:\[([0-9]+)[^\]]*\])?", text)
+    if match is None or text.startswith(("(", "None")):
+        return ""
+    return match.group(1) + (match.group(2) or "")
 
 
 def signal_name(number: Any) -> str:

@@ -73,8 +73,8 @@ done
 exit 0
 """
 
-# squeue over $FAKE_SLURM/<jobid>.queue ("STATE|NAME|REASON"), printed in the -o format asked for
-# (%i %A %T %r %j); <jobid>.qrows, when present, as it is. Unknown ids fail as the real one does.
+# squeue over $FAKE_SLURM/<jobid>.queue ("STATE|NAME|REASON[|NODE]"), printed in the -o format
+# asked for (%i %A %T %r %j %N); <jobid>.qrows, when present, as it is. Unknown ids fail as the real one does.
 FAKE_SQUEUE = r"""#!/usr/bin/env bash
 echo "squeue $*" >> "${FAKE_LOG:-/dev/null}"
 if [ -n "${FAKE_SQUEUE_DOWN:-}" ]; then
@@ -84,9 +84,9 @@ ids=""; user=""; fmt='%i|%T'
 while [ $# -gt 0 ]; do
   case "$1" in -j) ids="$2"; shift 2 ;; -u) user="$2"; shift 2 ;; -o) fmt="$2"; shift 2 ;; *) shift ;; esac
 done
-row() {  # id state name reason
+row() {  # id state name reason node
   local out="$fmt"
-  out="${out//%i/$1}"; out="${out//%A/$1}"; out="${out//%T/$2}"; out="${out//%j/$3}"; out="${out//%r/$4}"
+  out="${out//%i/$1}"; out="${out//%A/$1}"; out="${out//%T/$2}"; out="${out//%j/$3}"; out="${out//%r/$4}"; out="${out//%N/$5}"
   printf '%s\n' "$out"
 }
 found=0
@@ -97,15 +97,15 @@ if [ -n "$ids" ]; then
     # captured with -o '%i|%A|%T|%r': given whatever the format asks for before %i
     if [ -f "$f.qrows" ]; then sed "s/^/${fmt%%\%i*}/" "$f.qrows"; found=1; continue; fi
     [ -f "$f.queue" ] || continue
-    IFS='|' read -r state name reason < "$f.queue"
-    row "$id" "$state" "$name" "${reason:-None}"; found=1
+    IFS='|' read -r state name reason node < "$f.queue"
+    row "$id" "$state" "$name" "${reason:-None}" "$node"; found=1
   done
   [ "$found" = 1 ] || { echo "slurm_load_jobs error: Invalid job id specified" >&2; exit 1; }
 else
   for f in "$FAKE_SLURM"/*.queue; do
     [ -f "$f" ] || continue
-    IFS='|' read -r state name reason < "$f"
-    row "$(basename "$f" .queue)" "$state" "$name" "${reason:-None}"
+    IFS='|' read -r state name reason node < "$f"
+    row "$(basename "$f" .queue)" "$state" "$name" "${reason:-None}" "$node"
   done
 fi
 exit 0
@@ -153,7 +153,7 @@ def slurm_check(cache: Path, host: str, ids: list[str]) -> str:
         f"{ssh_words(cache)} -- {host} "
         f"'a=$(sacct -j {csv} -X -n -P --format=JobID,JobIDRaw,State,ExitCode,DerivedExitCode,Elapsed,Submit 2>&1)"
         " || a=\"sacct failed: $a\"; printf '\"'\"'%s\\n'\"'\"' \"$a\"; "
-        f"q=$(squeue -h -j {csv} -o '\"'\"'squeue|%i|%A|%T|%r'\"'\"' 2>&1) || case $q in "
+        f"q=$(squeue -h -j {csv} -o '\"'\"'squeue|%i|%A|%T|%r|%N'\"'\"' 2>&1) || case $q in "
         "*'\"'\"'Invalid job id specified'\"'\"'*) q= ;; *) q=\"squeue failed: $q\" ;; esac; "
         "printf '\"'\"'%s\\n'\"'\"' \"$q\";  "
         f"scontrol -o show job 2>/dev/null | awk -v ids={words} "
@@ -216,9 +216,9 @@ class Cluster:
     def forget(self, job_id: str) -> None:
         (self.dir / job_id).unlink(missing_ok=True)
 
-    def queue(self, job_id: str, state: str, name: str = "wrap", reason: str = "None") -> None:
+    def queue(self, job_id: str, state: str, name: str = "wrap", reason: str = "None", node: str = "") -> None:
         """What squeue says (before sacct has a row, or while the controller knows the job)."""
-        (self.dir / f"{job_id}.queue").write_text(f"{state}|{name}|{reason}\n")
+        (self.dir / f"{job_id}.queue").write_text(f"{state}|{name}|{reason}|{node}\n")
 
     def output(self, job_id: str, text: str, rss: str | None = None) -> Path:
         """The job's output file, as scontrol shows it; and its MaxRSS."""

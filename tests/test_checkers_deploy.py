@@ -24,15 +24,16 @@ def halves(name: str, at: str) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(("log", "loading", "ready"), [
-    ("vllm_ready.log", "meta-llama/Llama-3.1-8B-Instruct", "http://0.0.0.0:8000"),
-    ("sglang_ready.log", "Load weight begin. avail mem=78.58 GB", "http://0.0.0.0:30000"),
-    ("trtllm_ready_legacy.log", "Loading weights", "http://0.0.0.0:8000"),
+    ("vllm_ready.log", "meta-llama/Llama-3.1-8B-Instruct", "http://gpu07:8000"),
+    ("sglang_ready.log", "Load weight begin. avail mem=78.58 GB", "http://gpu07:30000"),
+    ("trtllm_ready_legacy.log", "Loading weights", "http://gpu07:8000"),
 ])
 def test_loading_then_ready_with_the_endpoint_each_once(home: Home, cluster: Cluster, log: str, loading: str | None,
                                                         ready: str) -> None:
     text = (LOGS / log).read_text()
     first, rest = halves(log, "Application startup complete.")
     cluster.set("80", "RUNNING")
+    cluster.queue("80", "RUNNING", node="gpu[07-08]")  # two nodes: the server listens on the first
     path = cluster.output("80", "")
     add(home, Job("deploy", "80", host="c", last_status="RUNNING"))
     w, out = make_watcher(home)

@@ -416,7 +416,7 @@ def test_a_failed_that_slurm_says_still_runs_is_a_failed_check(home: Home, nel: 
     (job,) = home.jobs()
     assert job["last_status"] == "RUNNING"
     assert job["jobmon"]["last_error"] == "says FAILED while slurm 412012@login01 is RUNNING"
-    assert cluster.fakebin.calls("squeue") == ["squeue -h -j 412012 -o squeue|%i|%A|%T|%r"]
+    assert cluster.fakebin.calls("squeue") == ["squeue -h -j 412012 -o squeue|%i|%A|%T|%r|%N"]
     # SLURM agrees the job ended (sacct says FAILED, squeue no longer holds it): then nel's FAILED stands
     cluster.set("412012", "FAILED", "1:0", "00:10:00")
     cluster.forget("412012.queue")

@@ -34,7 +34,7 @@ def test_squeue_answers_for_a_job_sacct_has_no_row_for_yet(home: Home, cluster: 
     assert len(cluster.ssh_calls()) == 1
     assert cluster.check_calls() == [
         "sacct -j 41,42,43 -X -n -P --format=JobID,JobIDRaw,State,ExitCode,DerivedExitCode,Elapsed,Submit"]
-    assert cluster.fakebin.calls("squeue") == ["squeue -h -j 41,42,43 -o squeue|%i|%A|%T|%r"]
+    assert cluster.fakebin.calls("squeue") == ["squeue -h -j 41,42,43 -o squeue|%i|%A|%T|%r|%N"]
     assert {j["id"]: j.get("jobmon", {}).get("missing_since") is not None for j in home.jobs()} == {
         "41": False, "42": False, "43": True}
 

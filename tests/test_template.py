@@ -246,7 +246,7 @@ def test_the_packaged_slurm_batch_check_passes_hostile_ids_to_sacct_as_one_word(
     [sacct] = cluster.sacct_calls()
     assert sacct == (f"sacct -j 123,$(touch {marker}),4;touch {marker},5 6 -X -n -P "
                      "--format=JobID,JobIDRaw,State,ExitCode,DerivedExitCode,Elapsed,Submit")
-    assert cluster.fakebin.calls("squeue") == [f"squeue -h -j 123,$(touch {marker}),4;touch {marker},5 6 -o squeue|%i|%A|%T|%r"]
+    assert cluster.fakebin.calls("squeue") == [f"squeue -h -j 123,$(touch {marker}),4;touch {marker},5 6 -o squeue|%i|%A|%T|%r|%N"]
 
 
 def test_the_packaged_slurm_progress_probe_passes_hostile_log_paths_as_one_word(cluster, marker: Path,
