@@ -297,7 +297,7 @@ ERRORS = [
         slurm:
           on_failure: "tail {{ logfile }}"
     """, "{f}: slurm.on_failure: unknown variable logfile (known: delegate, derived, description, elapsed, end_awk, "
-         "end_fields, exit, failed_part, file, follow_log, groups, host, id, measured, of, outcome, parts_done, parts_failed, "
+         "end_fields, exit, failed_part, file, follow_log, groups, host, id, measured, node, of, outcome, parts_done, parts_failed, "
          "parts_total, previous, raw, "
          "reason, ssh, state, stderr, stdout, submit, submitted, type, user, window, workdir)",
         id="action-unknown-variable"),
@@ -659,7 +659,7 @@ def test_a_cluster_in_its_own_layer_overrides_a_type_from_another(tmp_path: Path
            slurm:
              detail: "{{ exitcode }}"
      """, "{f}: clusters.eos.types.slurm.detail: unknown variable exitcode (known: delegate, derived, description, "
-          "elapsed, end_awk, end_fields, exit, failed_part, file, follow_log, groups, host, id, measured, of, outcome, parts_done, "
+          "elapsed, end_awk, end_fields, exit, failed_part, file, follow_log, groups, host, id, measured, node, of, outcome, parts_done, "
           "parts_failed, parts_total, previous, raw, reason, ssh, state, stderr, stdout, submit, submitted, type, user, "
           "window, workdir)"),
     ("""

@@ -1,0 +1,42 @@
+"""A model deployment on the real cluster: a stdlib HTTP server that logs vLLM's start-up lines
+runs as a SLURM job; jobmon says LOADING, then READY with http://<node>:<port> (the node from
+squeue, not the 0.0.0.0 it logs), then CANCELLED after scancel."""
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from conftest import FIXTURES, Home, jobmon
+
+from .conftest import Slurm, states
+
+pytestmark = pytest.mark.e2e
+
+SERVE = FIXTURES / "deploy" / "server" / "serve.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_deployment_is_loading_then_ready_at_its_node_then_cancelled(slurm: Slurm, home: Home, jobdir: Path,
+                                                                      tmp_path: Path, watch) -> None:  # type: ignore[no-untyped-def]
+    port = free_port()
+    conf = tmp_path / "deploy.yaml"
+    conf.write_text("types:\n  deploy:\n    interval: 1\n")
+    job = slurm.sbatch(f"exec python3 {SERVE} {port} {tmp_path / 'sick'}", "--chdir", str(jobdir))
+    ran = jobmon("add", "--type", "deploy", "--id", job, "--host", slurm.host, "--config", str(conf), *home.args())
+    assert ran.code == 0, ran.err
+    w = watch("--config", str(conf), *home.args())
+    got = w.until(lambda e: e["kind"] == "event" and e["to"] == "READY")
+    node = slurm.ssh(f"squeue -h -j {job} -o %N").stdout.strip()
+    assert [(e["to"], e["detail"]) for e in got if e["kind"] == "event"] == [
+        ("LOADING", "tiny-llama"), ("READY", f"http://{node}:{port}")]
+    assert states(got, job)[-1] == "RUNNING"
+    slurm.ssh(f"scancel {job}")
+    rest = w.finish()
+    assert [e["to"] for e in rest if e["kind"] == "state"] == ["CANCELLED"]
