@@ -114,6 +114,7 @@ class Pattern:
     # found, kept in its book, or one found before it in the same output); its text sees them.
     needs: tuple[str, ...] = ()
     say: bool = True  # events: False keeps its groups for the others (an endpoint), says nothing
+    keep: str = ""  # events: what it says is kept as this value of the job (READY's endpoint, for the health probe)
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,16 @@ class Delegate:
     # Our states not believed once the other type has ended the job for settings.lost_after
     # (nel's PENDING after a TIMEOUT, while no autoresume comes): then the other's verdict stands.
     during: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Health:
+    """A batched check's answer from each ready server: a ``regex`` line per job (``id``, curl's
+    ``exit`` and the HTTP ``code``). ``unhealthy_after`` failed answers in a row make one
+    UNHEALTHY line; the first good one after, one HEALTHY line."""
+
+    regex: re.Pattern[str]
+    unhealthy_after: int
 
 
 @dataclass(frozen=True)
@@ -193,6 +204,7 @@ class JobType:
     sources: tuple[str, ...]
     resolve: Resolve | None = None  # ids may be abbreviations: expanded at add, matched to rows by prefix
     progress: Progress | None = None  # no stall watch without one
+    health: Health | None = None  # a ready server's answers (deploy)
 
     def problem(self, values: Mapping[str, str]) -> str | None:
         """Why these job values cannot be registered (one line), or None."""
@@ -277,7 +289,7 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
         at = (key, str(i))
         owner = {"step": "events", "each": "events", "traceback": "diagnosis", "path": "metrics", "summary": "metrics",
                  "field": "events or diagnosis", "values": "metrics", "failure": "metrics", "needs": "events",
-                 "say": "events"}
+                 "say": "events", "keep": "events"}
         for option, only in owner.items():
             if option in item and key not in only.split(" or "):
                 raise where.error(at + (option,), f"only for {only}")
@@ -312,7 +324,7 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
         out.append(Pattern(name, regex, text, float(item.get("step", 0)), bool(item.get("traceback")),
                            item.get("path", ""), bool(item.get("summary", True)), bool(item.get("each")),
                            item.get("field", ""), values, bool(item.get("failure")), needs,
-                           bool(item.get("say", True))))
+                           bool(item.get("say", True)), str(item.get("keep", ""))))
     return tuple(out)
 
 
@@ -515,7 +527,21 @@ def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, 
         on_failure=_action(body.get("on_failure"), "on_failure", result_vars, type_vars, where),
         sources=sources,
         progress=_progress(body, probe, where),
+        health=_health(body.get("health"), probe, where),
     )
+
+
+def _health(raw: Mapping[str, Any] | None, probe: Probe, where: Where) -> Health | None:
+    if raw is None:
+        return None
+    if probe.batch is None:
+        raise where.error(("health",), "only for a batched check: its lines come from the batch's output")
+    if "regex" not in raw:
+        raise where.error(("health", "regex"), "missing: the line a server's answer makes (id, exit, code)")
+    after = int(raw.get("unhealthy_after", 3))
+    if after < 1:
+        raise where.error(("health", "unhealthy_after"), "must be at least 1")
+    return Health(_lines(_regex(raw["regex"], where, ("health", "regex"), ("id", "exit", "code"))), after)
 
 
 def _progress(body: Mapping[str, Any], probe: Probe, where: Where) -> Progress | None:

@@ -41,6 +41,7 @@ class Observation(NamedTuple):
     part_rows: Mapping[str, Row] | None = None  # a batched check: the rows of the job's parts (array tasks)
     captured: tuple[Mapping[str, str], ...] = ()  # the check's capture lines for the job (its log paths)
     progress: Mark | None = None  # what the type's progress probe saw of the job
+    health: tuple[str, str] | None = None  # a ready server's answer: curl's exit, the HTTP code
 
 
 class Mark(NamedTuple):
@@ -190,6 +191,7 @@ class Answer(NamedTuple):
     progress: Mark | None = None
     text: str = ""  # the job's new log lines (``check.lines``), for key events
     offset: int | None = None  # where the next read of its log starts (``check.offset``)
+    health: tuple[str, str] | None = None  # a ready server's answer (``health``): curl's exit, the HTTP code
 
 
 def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Probe | None = None, *,
@@ -216,6 +218,7 @@ def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Prob
                 captured.setdefault(groups["id"], []).append(groups)
     marks = read_marks(output, jtype, jobs) if probe is jtype.check else {}
     texts, offsets = read_lines(output, probe, jobs)
+    answers = read_health(output, jtype, jobs) if probe is jtype.check else {}
     out: dict[str, Answer] = {}
     for job_id in jobs:
         v, lv = verdict.get(job_id), live.get(job_id)
@@ -230,8 +233,16 @@ def read_batch(output: str, jtype: JobType, jobs: Mapping[str, str], probe: Prob
             error, row = f"{row.state} not confirmed: {live_failed}", None
         if row is not None or error or job_id in captured:
             out[job_id] = Answer(row, parts or None, tuple(captured.get(job_id, ())), error, marks.get(job_id),
-                                 texts.get(job_id, ""), offsets.get(job_id))
+                                 texts.get(job_id, ""), offsets.get(job_id), answers.get(job_id))
     return out
+
+
+def read_health(output: str, jtype: JobType, ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Each ready server's answer to the health probe: curl's exit and the HTTP code."""
+    wanted = set(ids)
+    spec = jtype.health
+    return {m.group("id"): (m.group("exit"), m.group("code"))
+            for m in (spec.regex.finditer(output) if spec is not None else ()) if m.group("id") in wanted}
 
 
 def read_lines(output: str, probe: Probe, ids: Iterable[str]) -> tuple[dict[str, str], dict[str, int]]:
@@ -398,6 +409,7 @@ class Book(NamedTuple):
     # not moved, on the clock of the host that read it; whether STALLED was said; the bar, the tail.
     # A job that does not run keeps only ``at``: when it was first seen so.
     progress: Mapping[str, object] | None = None
+    health: Mapping[str, object] | None = None  # a ready server's failed answers in a row, and whether said UNHEALTHY
 
     def to_dict(self) -> dict[str, object]:
         out = {k: v for k, v in self._asdict().items() if v not in (None, 0, False, ())}
@@ -410,7 +422,7 @@ class Book(NamedTuple):
         """Values of the wrong kind (a hand-edited registry) fall back to the defaults."""
         kinds = {"errors": int, "unreachable": bool, "missing_since": str, "last_error": str,
                  "final": dict, "seen": list, "offset": int, "grew_at": str, "captured": dict, "parts": dict,
-                 "parts_captured": dict, "progress": dict}
+                 "parts_captured": dict, "progress": dict, "health": dict}
         known = {k: data[k] for k, kind in kinds.items()
                  if isinstance(data.get(k), kind) and not (kind is int and isinstance(data.get(k), bool))}
         if "seen" in known:
@@ -472,7 +484,8 @@ def advance(
                               f"checks work again after {book.errors} failures"))
     book = Book()._replace(missing_since=book.missing_since, seen=book.seen, offset=book.offset,
                            grew_at=book.grew_at, captured=book.captured, parts=book.parts,
-                           parts_captured=book.parts_captured, progress=book.progress)
+                           parts_captured=book.parts_captured, progress=book.progress,
+                           health=book.health)
     if obs.captured:
         book = _capture(book, obs.captured, bool(obs.part_rows or book.parts))
     if obs.text and jtype.events:
@@ -481,8 +494,11 @@ def advance(
         changes += [Change("event", status, name, False, None, groups, text) for name, text, groups in found
                     if name not in quiet]
         captured = dict(book.captured or {})
-        for _, _, groups in found:
+        kept = {p.name: p.keep for p in jtype.events if p.keep}
+        for name, text, groups in found:
             captured.update({k: v for k, v in groups.items() if v})
+            if name in kept and text:
+                captured[kept[name]] = text
         book = book._replace(seen=book.seen + tuple(name for name, _, _ in found), captured=captured or None)
 
     row = obs.row
@@ -515,6 +531,8 @@ def advance(
         changes += [Change("event", state, name, False, None, groups, text) for name, text, groups in found]
         book = book._replace(seen=book.seen + tuple(name for name, _, _ in found))
     book, said = stall(book, obs.progress, jtype, state)
+    book, answered = health(book, obs.health, jtype, state)
+    said += answered
     return Step(state, book, tuple(changes) + said)
 
 
@@ -582,6 +600,39 @@ def _not_running(book: Book, seen: Mark) -> Book:
     if set(before) == {"at"}:
         return book
     return book._replace(progress={"at": seen.now})
+
+
+UNHEALTHY, HEALTHY = "UNHEALTHY", "HEALTHY"
+CURL = {"6": "host not found", "7": "connection refused", "28": "timed out", "52": "empty reply",
+        "56": "connection reset"}
+
+
+def health(book: Book, answer: tuple[str, str] | None, jtype: JobType, state: str) -> tuple[Book, tuple[Change, ...]]:
+    """A ready server's answers to its health probe: ``unhealthy_after`` failures in a row are one
+    UNHEALTHY line (with what the last one said); the first good answer after, one HEALTHY line.
+    Never an end: the job still runs, and the scheduler says how it ends. A job that leaves
+    RUNNING forgets its answers."""
+    spec = jtype.health
+    if spec is None:
+        return book, ()
+    if jtype.category(state) != "running":
+        return (book._replace(health=None), ()) if book.health else (book, ())
+    if answer is None:  # not asked this time (not READY yet)
+        return book, ()
+    exit_code, code = answer
+    before = dict(book.health or {})
+    fails = int(before.get("fails", 0)) if str(before.get("fails", 0)).isdigit() else 0
+    if exit_code == "0" and code[:1] in ("2", "3"):
+        if before.get("unhealthy"):
+            return book._replace(health=None), (Change("event", state, HEALTHY, False, None, {},
+                                                       f"answers again (HTTP {code}) after {fails} failed probes"),)
+        return (book._replace(health=None), ()) if before else (book, ())
+    fails += 1
+    why = f"HTTP {code}" if code not in ("", "000") else f"no answer: {CURL.get(exit_code, f'curl exit {exit_code}')}"
+    if fails >= spec.unhealthy_after and not before.get("unhealthy"):
+        return (book._replace(health={"fails": fails, "unhealthy": True}),
+                (Change("event", state, UNHEALTHY, False, None, {}, f"{fails} failed probes in a row: {why}"),))
+    return book._replace(health={**before, "fails": fails}), ()
 
 
 def stalling(book: Book, jtype: JobType) -> bool:

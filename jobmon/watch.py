@@ -413,7 +413,7 @@ def _observed(answer: rules.Answer, text: str | None) -> rules.Observation:
     """``text``: a one-job check's whole output; a batched check gives each job its own lines."""
     return rules.Observation(answer.row, answer.error, text=answer.text if text is None else text,
                              offset=answer.offset, grew=bool(answer.text), part_rows=answer.parts,
-                             captured=answer.captured, progress=answer.progress)
+                             captured=answer.captured, progress=answer.progress, health=answer.health)
 
 
 def _delegated(own: rules.Observation, other: rules.Observation, asked: Job, jtype: JobType,

@@ -469,3 +469,38 @@ def test_progress_config_is_checked_at_load(tmp_path) -> None:  # type: ignore[n
         "F: slurm.progress.regex: no group beside id: nothing to tell progress by")
     assert error("slurm: {progress: {clock: '^x$'}}\n") == "F: slurm.progress.clock: no (?P<now>…) group"
     assert error("nel: {progress: {row: [nope]}}\n") == "F: nel.progress.row: nope is not a group of the check's rows"
+
+
+# ---------------------------------------------------------------- a ready server's health
+
+
+def answers(jtype: config.JobType, seen: list[tuple[str, tuple[str, str] | None]], book: Book = Book()
+            ) -> tuple[Book, list[tuple[str, str]]]:
+    said = []
+    for state, answer in seen:
+        book, changes = rules.health(book, answer, jtype, state)
+        said += [(c.after, c.why) for c in changes]
+    return book, said
+
+
+def test_three_failed_probes_in_a_row_are_one_unhealthy_line_then_one_healthy(types: config.Config) -> None:
+    deploy = types.types["deploy"]
+    ok, sick, down = ("0", "200"), ("0", "503"), ("7", "000")
+    book, said = answers(deploy, [("RUNNING", ok), ("RUNNING", sick), ("RUNNING", ok),  # one failure is no news
+                                  ("RUNNING", sick), ("RUNNING", down), ("RUNNING", None), ("RUNNING", sick),
+                                  ("RUNNING", sick)])
+    assert said == [("UNHEALTHY", "3 failed probes in a row: HTTP 503")]  # said once; a poll not asked counts nothing
+    _, said = answers(deploy, [("RUNNING", ok), ("RUNNING", ok)], book)
+    assert said == [("HEALTHY", "answers again (HTTP 200) after 4 failed probes")]
+    _, said = answers(deploy, [("RUNNING", down), ("RUNNING", down), ("RUNNING", ("28", "000"))])
+    assert said == [("UNHEALTHY", "3 failed probes in a row: no answer: timed out")]
+
+
+def test_a_server_that_stops_running_forgets_its_answers_and_a_type_without_health_has_none(
+        types: config.Config) -> None:
+    deploy = types.types["deploy"]
+    book, _ = answers(deploy, [("RUNNING", ("0", "503"))] * 2)
+    assert book.health == {"fails": 2}
+    book, said = answers(deploy, [("REQUEUED", None)], book)
+    assert (book.health, said) == (None, [])
+    assert rules.health(Book(), ("0", "503"), slurm(types), "RUNNING") == (Book(), ())

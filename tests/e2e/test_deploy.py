@@ -1,6 +1,7 @@
 """A model deployment on the real cluster: a stdlib HTTP server that logs vLLM's start-up lines
 runs as a SLURM job; jobmon says LOADING, then READY with http://<node>:<port> (the node from
-squeue, not the 0.0.0.0 it logs), then CANCELLED after scancel."""
+squeue, not the 0.0.0.0 it logs); UNHEALTHY when /health fails, HEALTHY when it answers again
+(curl from the login node, in the same ssh call); then CANCELLED after scancel."""
 from __future__ import annotations
 
 import socket
@@ -23,7 +24,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_a_deployment_is_loading_then_ready_at_its_node_then_cancelled(slurm: Slurm, home: Home, jobdir: Path,
+def test_a_deployment_is_loading_ready_unhealthy_healthy_then_cancelled(slurm: Slurm, home: Home, jobdir: Path,
                                                                       tmp_path: Path, watch) -> None:  # type: ignore[no-untyped-def]
     port = free_port()
     conf = tmp_path / "deploy.yaml"
@@ -37,6 +38,13 @@ def test_a_deployment_is_loading_then_ready_at_its_node_then_cancelled(slurm: Sl
     assert [(e["to"], e["detail"]) for e in got if e["kind"] == "event"] == [
         ("LOADING", "tiny-llama"), ("READY", f"http://{node}:{port}")]
     assert states(got, job)[-1] == "RUNNING"
+    sick = tmp_path / "sick"
+    sick.touch()  # /health answers 503 from now on
+    unhealthy = w.until(lambda e: e["kind"] == "event" and e["to"] in ("UNHEALTHY", "HEALTHY"))[-1]
+    assert (unhealthy["to"], unhealthy["detail"]) == ("UNHEALTHY", "3 failed probes in a row: HTTP 503")
+    sick.unlink()
+    healthy = w.until(lambda e: e["kind"] == "event" and e["to"] == "HEALTHY")[-1]
+    assert healthy["detail"].startswith("answers again (HTTP 200) after ") and not healthy["terminal"]
     slurm.ssh(f"scancel {job}")
     rest = w.finish()
     assert [e["to"] for e in rest if e["kind"] == "state"] == ["CANCELLED"]
