@@ -48,7 +48,7 @@ def _say(pattern: Pattern, match: re.Match[str], text: str, **extra: Any) -> str
 
 
 def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str], known: Mapping[str, str] | None = None,
-               job: Mapping[str, str] | None = None) -> list[tuple[str, str, dict[str, str]]]:
+               job: Mapping[str, Any] | None = None) -> list[tuple[str, str, dict[str, str]]]:
     """Key events in new output: (name, what to say, named groups), each name said once, in
     output order. ``known``: what the job's earlier events found, for a pattern that ``needs`` it;
     ``job``: its row's groups (where it runs), which every text may use.
@@ -75,14 +75,14 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str], know
                     best[part] = (bucket, match)
             for part, (bucket, match) in best.items():
                 key = f"{pattern.name}[{part}]" if part else pattern.name
-                found.append((match.start(), f"{key}@{bucket}", _say(pattern, match, text, job=dict(job or {})), _groups(match)))
+                found.append((match.start(), f"{key}@{bucket}", *_event(pattern, match, text, dict(job or {}))))
             continue
         if pattern.each:  # once per distinct value, e.g. each Slurm job a pipeline launches
             for match in pattern.regex.finditer(text):
                 key = f"{pattern.name}[{(match.group(1) or '').strip()}]"
                 if key not in done:
                     done.add(key)
-                    found.append((match.start(), key, _say(pattern, match, text, job=dict(job or {})), _groups(match)))
+                    found.append((match.start(), key, *_event(pattern, match, text, dict(job or {}))))
             continue
         if pattern.name in done:
             continue
@@ -90,7 +90,7 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str], know
             continue  # after the others: what they find before it is known to it
         match = pattern.regex.search(text)
         if match:
-            found.append((match.start(), pattern.name, _say(pattern, match, text, job=dict(job or {})), _groups(match)))
+            found.append((match.start(), pattern.name, *_event(pattern, match, text, dict(job or {}))))
     for pattern in patterns:
         if pattern.needs and pattern.name not in done:
             found += _when_known(pattern, text, found, known or {}, job or {})
@@ -98,7 +98,7 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str], know
 
 
 def _when_known(pattern: Pattern, text: str, found: list[tuple[int, str, str, dict[str, str]]],
-                known: Mapping[str, str], job: Mapping[str, str]) -> list[tuple[int, str, str, dict[str, str]]]:
+                known: Mapping[str, str], job: Mapping[str, Any]) -> list[tuple[int, str, str, dict[str, str]]]:
     """A pattern that ``needs`` names, at its first match where they are all known: kept from
     the job's earlier events, or found earlier in this output (a server's URL line, then its
     startup line; or uvicorn's startup line first, its URL only once the port is bound)."""
@@ -110,8 +110,21 @@ def _when_known(pattern: Pattern, text: str, found: list[tuple[int, str, str, di
         values.update(_groups(match))
         if all(values.get(n) for n in pattern.needs):
             extra = {n: values[n] for n in pattern.needs if n not in match.groupdict()}
-            return [(match.start(), pattern.name, _say(pattern, match, text, job=dict(job), **extra), _groups(match))]
+            return [(match.start(), pattern.name, *_event(pattern, match, text, dict(job), extra))]
     return []
+
+
+def _event(pattern: Pattern, match: re.Match[str], text: str, job: dict[str, Any],
+           extra: Mapping[str, str] | None = None) -> tuple[str, dict[str, str]]:
+    """What a found event says, and the values it leaves the job: its groups, and what its
+    ``keep`` templates make of them (READY's endpoint, its 0.0.0.0 made the node)."""
+    groups = _groups(match)
+    kept: dict[str, str] = {}
+    if pattern.keep:
+        values = {k: v or "" for k, v in match.groupdict().items()}
+        values.update(extra or {}, line=line_at(text, match.start()).strip(), match=match.group(0), job=job)
+        kept = {name: " ".join(t.render(**values).split()) for name, t in pattern.keep}
+    return _say(pattern, match, text, job=job, **(extra or {}), **kept), {**groups, **kept}
 
 
 def field_events(groups: Mapping[str, str], patterns: Iterable[Pattern], seen: Iterable[str]

@@ -114,7 +114,9 @@ class Pattern:
     # found, kept in its book, or one found before it in the same output); its text sees them.
     needs: tuple[str, ...] = ()
     say: bool = True  # events: False keeps its groups for the others (an endpoint), says nothing
-    keep: str = ""  # events: what it says is kept as this value of the job (READY's endpoint, for the health probe)
+    # events: values kept with the job, each a template over what its text sees (READY's endpoint,
+    # for the health probe); the job's checks and actions see them.
+    keep: tuple[tuple[str, Any], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -316,6 +318,9 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
             if not any(need in p.regex.groupindex for p in out if not p.field):
                 raise where.error(at + ("needs", str(j)), f"no event before this one has a (?P<{need}>…) group")
         names |= set(needs)
+        keep = tuple((str(k), _template(v, names, where, at + ("keep", str(k)), shell=False))
+                     for k, v in (item.get("keep") or {}).items())
+        names |= {k for k, _ in keep}  # the text may say what is kept
         text = _template(item.get("text"), names, where, at + ("text",), shell=False)
         if item.get("step", 1) <= 0:
             raise where.error(at + ("step",), "must be greater than 0")
@@ -324,7 +329,7 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
         out.append(Pattern(name, regex, text, float(item.get("step", 0)), bool(item.get("traceback")),
                            item.get("path", ""), bool(item.get("summary", True)), bool(item.get("each")),
                            item.get("field", ""), values, bool(item.get("failure")), needs,
-                           bool(item.get("say", True)), str(item.get("keep", ""))))
+                           bool(item.get("say", True)), keep))
     return tuple(out)
 
 

@@ -410,6 +410,7 @@ class Book(NamedTuple):
     # A job that does not run keeps only ``at``: when it was first seen so.
     progress: Mapping[str, object] | None = None
     health: Mapping[str, object] | None = None  # a ready server's failed answers in a row, and whether said UNHEALTHY
+    running_at: str | None = None  # when a check first saw it run (this run): how long a server took to be READY
 
     def to_dict(self) -> dict[str, object]:
         out = {k: v for k, v in self._asdict().items() if v not in (None, 0, False, ())}
@@ -422,12 +423,12 @@ class Book(NamedTuple):
         """Values of the wrong kind (a hand-edited registry) fall back to the defaults."""
         kinds = {"errors": int, "unreachable": bool, "missing_since": str, "last_error": str,
                  "final": dict, "seen": list, "offset": int, "grew_at": str, "captured": dict, "parts": dict,
-                 "parts_captured": dict, "progress": dict, "health": dict}
+                 "parts_captured": dict, "progress": dict, "health": dict, "running_at": str}
         known = {k: data[k] for k, kind in kinds.items()
                  if isinstance(data.get(k), kind) and not (kind is int and isinstance(data.get(k), bool))}
         if "seen" in known:
             known["seen"] = tuple(str(x) for x in known["seen"])  # type: ignore[union-attr]
-        for key in ("missing_since", "grew_at"):  # a time that cannot be read is no time
+        for key in ("missing_since", "grew_at", "running_at"):  # a time that cannot be read is no time
             if key in known and clock.parse(str(known[key])) is None:
                 del known[key]
         return cls(**known)  # type: ignore[arg-type]
@@ -485,20 +486,20 @@ def advance(
     book = Book()._replace(missing_since=book.missing_since, seen=book.seen, offset=book.offset,
                            grew_at=book.grew_at, captured=book.captured, parts=book.parts,
                            parts_captured=book.parts_captured, progress=book.progress,
-                           health=book.health)
+                           health=book.health, running_at=book.running_at)
     if obs.captured:
         book = _capture(book, obs.captured, bool(obs.part_rows or book.parts))
     if obs.text and jtype.events:
-        found = key_events(obs.text, jtype.events, book.seen, book.captured, obs.row.groups if obs.row else None)
+        ran_since = clock.parse(book.running_at or "")
+        running_for = (clock.aware(now) - ran_since).total_seconds() if ran_since else 0.0
+        job = {**(obs.row.groups if obs.row else {}), "running_for": running_for}
+        found = key_events(obs.text, jtype.events, book.seen, book.captured, job)
         quiet = {p.name for p in jtype.events if not p.say}
         changes += [Change("event", status, name, False, None, groups, text) for name, text, groups in found
                     if name not in quiet]
         captured = dict(book.captured or {})
-        kept = {p.name: p.keep for p in jtype.events if p.keep}
-        for name, text, groups in found:
+        for _, _, groups in found:
             captured.update({k: v for k, v in groups.items() if v})
-            if name in kept and text:
-                captured[kept[name]] = text
         book = book._replace(seen=book.seen + tuple(name for name, _, _ in found), captured=captured or None)
 
     row = obs.row
@@ -530,6 +531,9 @@ def advance(
         found = field_events(row.groups, jtype.events, book.seen)
         changes += [Change("event", state, name, False, None, groups, text) for name, text, groups in found]
         book = book._replace(seen=book.seen + tuple(name for name, _, _ in found))
+    running = jtype.category(state) == "running"
+    if running != bool(book.running_at):
+        book = book._replace(running_at=clock.stamp(now) if running else None)
     book, said = stall(book, obs.progress, jtype, state)
     book, answered = health(book, obs.health, jtype, state)
     said += answered

@@ -110,7 +110,7 @@ FIELD = {"required": BOOL, "pattern": STR, "help": STR, "default": STR}
 # last Python traceback), metrics (`path` into YAML/JSON output instead of `regex`; `values`:
 # named formulas over the regex's groups; `failure`: also read in on_failure's output).
 PATTERN = {"name": STR, "regex": STR, "text": STR, "step": NUM, "each": BOOL, "traceback": BOOL, "path": STR,
-           "summary": BOOL, "field": STR, "values": MapOf(STR), "failure": BOOL, "needs": ListOf(STR), "say": BOOL, "keep": STR}
+           "summary": BOOL, "field": STR, "values": MapOf(STR), "failure": BOOL, "needs": ListOf(STR), "say": BOOL, "keep": MapOf(STR)}
 
 # on_complete / on_failure: one job's command, or one command for all of a host's ending jobs.
 ACTION = Either(STR, {"batch": STR, "batch_size": INT})

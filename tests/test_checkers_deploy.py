@@ -3,6 +3,8 @@ call as the scheduler's check. Fed with start-up logs rebuilt from the servers' 
 (tests/fixtures/deploy/SOURCES.md)."""
 from __future__ import annotations
 
+import re
+
 
 import pytest
 
@@ -44,7 +46,9 @@ def test_loading_then_ready_with_the_endpoint_each_once(home: Home, cluster: Clu
     with path.open("a") as f:
         f.write(rest)
     w.cycle(everything=True)
-    assert said(out) == [("event", "READY", ready)]
+    ((kind, to, detail),) = said(out)
+    assert (kind, to) == ("event", "READY")
+    assert re.fullmatch(re.escape(ready) + r", 00:00:0\d after it started running", detail), detail
     w.cycle(everything=True)
     assert said(out) == []  # the next poll reads only what came after
     (job,) = home.jobs()

@@ -4,6 +4,7 @@ squeue, not the 0.0.0.0 it logs); UNHEALTHY when /health fails, HEALTHY when it 
 (curl from the login node, in the same ssh call); then CANCELLED after scancel."""
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -35,8 +36,10 @@ def test_a_deployment_is_loading_ready_unhealthy_healthy_then_cancelled(slurm: S
     w = watch("--config", str(conf), *home.args())
     got = w.until(lambda e: e["kind"] == "event" and e["to"] == "READY")
     node = slurm.ssh(f"squeue -h -j {job} -o %N").stdout.strip()
-    assert [(e["to"], e["detail"]) for e in got if e["kind"] == "event"] == [
-        ("LOADING", "tiny-llama"), ("READY", f"http://{node}:{port}")]
+    (loading, ready) = [(e["to"], e["detail"]) for e in got if e["kind"] == "event"]
+    assert loading == ("LOADING", "tiny-llama")
+    assert ready[0] == "READY" and re.fullmatch(
+        rf"http://{node}:{port}, 00:00:\d\d after it started running", ready[1]), ready  # the server loads for 3 s
     assert states(got, job)[-1] == "RUNNING"
     sick = tmp_path / "sick"
     sick.touch()  # /health answers 503 from now on
