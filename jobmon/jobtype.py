@@ -136,6 +136,16 @@ class Delegate:
 
 
 @dataclass(frozen=True)
+class Expect:
+    """A key event a running job must reach within ``within`` seconds of running (a server's
+    READY); past that, one ``name`` line with the last cause its log showed."""
+
+    event: str
+    within: float
+    name: str
+
+
+@dataclass(frozen=True)
 class Health:
     """A batched check's answer from each ready server: a ``regex`` line per job (``id``, curl's
     ``exit`` and the HTTP ``code``). ``unhealthy_after`` failed answers in a row make one
@@ -207,6 +217,7 @@ class JobType:
     resolve: Resolve | None = None  # ids may be abbreviations: expanded at add, matched to rows by prefix
     progress: Progress | None = None  # no stall watch without one
     health: Health | None = None  # a ready server's answers (deploy)
+    expect: Expect | None = None  # a key event it must reach while running (deploy's READY)
 
     def problem(self, values: Mapping[str, str]) -> str | None:
         """Why these job values cannot be registered (one line), or None."""
@@ -533,7 +544,20 @@ def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, 
         sources=sources,
         progress=_progress(body, probe, where),
         health=_health(body.get("health"), probe, where),
+        expect=_expect(body.get("expect"), events, where),
     )
+
+
+def _expect(raw: Mapping[str, Any] | None, events: tuple[Pattern, ...], where: Where) -> Expect | None:
+    if raw is None:
+        return None
+    event = raw.get("event", "")
+    if event not in {p.name for p in events}:
+        raise where.error(("expect", "event"), f"'{event}' is none of the type's events")
+    within = float(raw.get("within", 1800))
+    if within <= 0:
+        raise where.error(("expect", "within"), "must be greater than 0 (seconds)")
+    return Expect(event, within, str(raw.get("name") or f"NOT_{event}"))
 
 
 def _health(raw: Mapping[str, Any] | None, probe: Probe, where: Where) -> Health | None:

@@ -536,7 +536,8 @@ def advance(
         book = book._replace(running_at=clock.stamp(now) if running else None)
     book, said = stall(book, obs.progress, jtype, state)
     book, answered = health(book, obs.health, jtype, state)
-    said += answered
+    book, late = overdue(book, obs.text, jtype, state, now)
+    said += answered + late
     return Step(state, book, tuple(changes) + said)
 
 
@@ -604,6 +605,30 @@ def _not_running(book: Book, seen: Mark) -> Book:
     if set(before) == {"at"}:
         return book
     return book._replace(progress={"at": seen.now})
+
+
+def overdue(book: Book, text: str, jtype: JobType, state: str, now: datetime) -> tuple[Book, tuple[Change, ...]]:
+    """A running job that has not reached the type's ``expect`` event (a server's READY) within
+    its seconds of running: one line, with the last cause its log showed so far (what the
+    type's diagnosis finds in each poll's new lines, kept as ``cause``), else its last line."""
+    spec = jtype.expect
+    if spec is None:
+        return book, ()
+    captured = dict(book.captured or {})
+    cause = diagnose(text, [p for p in jtype.diagnosis if not p.field]) if text else None
+    last = next((ln.strip() for ln in reversed(text.splitlines()) if ln.strip()), "") if text else ""
+    if cause or last:
+        captured.update({k: v[:300] for k, v in (("cause", cause), ("last_line", last)) if v})
+        book = book._replace(captured=captured)
+    since = clock.parse(book.running_at or "")
+    if jtype.category(state) != "running" or since is None or spec.event in book.seen or spec.name in book.seen:
+        return book, ()
+    running_for = (clock.aware(now) - since).total_seconds()
+    if running_for < spec.within:
+        return book, ()
+    told = captured.get("cause") or (f"last line: {captured['last_line']}" if captured.get("last_line") else "its log says nothing yet")
+    why = f"no {spec.event} after {_duration(running_for)} running; {told}"
+    return book._replace(seen=book.seen + (spec.name,)), (Change("event", state, spec.name, False, None, {}, why),)
 
 
 UNHEALTHY, HEALTHY = "UNHEALTHY", "HEALTHY"

@@ -138,6 +138,7 @@ PROBE = {
 JOB_TYPE: Schema = {
     "extends": STR,
     "health": {"regex": STR, "unhealthy_after": INT},
+    "expect": {"event": STR, "within": NUM, "name": STR},
     "description": STR,
     "fields": MapOf(FIELD),
     "interval": NUM,

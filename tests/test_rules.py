@@ -504,3 +504,25 @@ def test_a_server_that_stops_running_forgets_its_answers_and_a_type_without_heal
     book, said = answers(deploy, [("REQUEUED", None)], book)
     assert (book.health, said) == (None, [])
     assert rules.health(Book(), ("0", "503"), slurm(types), "RUNNING") == (Book(), ())
+
+
+def test_a_server_running_past_its_ready_deadline_says_so_once_with_the_last_cause(types: config.Config) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from jobmon import clock
+
+    deploy = types.types["deploy"]
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
+    book = Book(running_at=clock.stamp(now - timedelta(seconds=1000)))
+    book, said = rules.overdue(book, "Starting to load model x...\nNCCL WARN Call to ibv_reg_mr failed\n", deploy,
+                               "RUNNING", now)
+    assert said == ()  # 1000 s of 1800: not yet, but the cause is kept
+    book, said = rules.overdue(book, "waiting for rank 3\n", deploy, "RUNNING", now + timedelta(seconds=800))
+    assert [(c.after, c.why) for c in said] == [
+        ("NOT_READY", "no READY after 0:30:00 running; NCCL WARN Call to ibv_reg_mr failed")]
+    assert rules.overdue(book, "", deploy, "RUNNING", now + timedelta(seconds=900))[1] == ()  # once
+    ready = Book(running_at=book.running_at, seen=("READY",))
+    assert rules.overdue(ready, "", deploy, "RUNNING", now + timedelta(seconds=9000))[1] == ()
+    quiet = Book(running_at=book.running_at)
+    assert [c.why for c in rules.overdue(quiet, "", deploy, "RUNNING", now + timedelta(seconds=1800))[1]] == [
+        "no READY after 0:46:40 running; its log says nothing yet"]
