@@ -291,13 +291,13 @@ ERRORS = [
         slurm:
           check:
             batch: "{{ ssh }} {{ host }} {% remote %}sacct -j {{ id }}{% endremote %}"
-    """, "{f}: slurm.check.batch: unknown variable id (known: end_awk, end_fields, follow_log, host, ids, jobs, progress, ssh, type, user, window)",
+    """, "{f}: slurm.check.batch: unknown variable id (known: end_awk, end_fields, follow_log, health_path, host, ids, jobs, progress, ssh, type, user, window)",
         id="template-unknown-variable"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
           on_failure: "tail {{ logfile }}"
     """, "{f}: slurm.on_failure: unknown variable logfile (known: delegate, derived, description, elapsed, end_awk, "
-         "end_fields, exit, failed_part, file, follow_log, groups, host, id, measured, node, of, outcome, parts_done, parts_failed, "
+         "end_fields, exit, failed_part, file, follow_log, groups, health_path, host, id, measured, node, of, outcome, parts_done, parts_failed, "
          "parts_total, previous, raw, "
          "reason, ssh, state, stderr, stdout, submit, submitted, type, user, window, workdir)",
         id="action-unknown-variable"),
@@ -384,7 +384,7 @@ ERRORS = [
     pytest.param("checkers.d/x.yaml", """
         slurm:
           on_complete: {batch: "echo {{ id }}"}
-    """, "{f}: slurm.on_complete.batch: unknown variable id (known: end_awk, end_fields, follow_log, host, ids, jobs, marker, ssh, type, user, window)",
+    """, "{f}: slurm.on_complete.batch: unknown variable id (known: end_awk, end_fields, follow_log, health_path, host, ids, jobs, marker, ssh, type, user, window)",
         id="batched-action-names-one-job"),
     pytest.param("checkers.d/x.yaml", """
         slurm:
@@ -659,7 +659,7 @@ def test_a_cluster_in_its_own_layer_overrides_a_type_from_another(tmp_path: Path
            slurm:
              detail: "{{ exitcode }}"
      """, "{f}: clusters.eos.types.slurm.detail: unknown variable exitcode (known: delegate, derived, description, "
-          "elapsed, end_awk, end_fields, exit, failed_part, file, follow_log, groups, host, id, measured, node, of, outcome, parts_done, "
+          "elapsed, end_awk, end_fields, exit, failed_part, file, follow_log, groups, health_path, host, id, measured, node, of, outcome, parts_done, "
           "parts_failed, parts_total, previous, raw, reason, ssh, state, stderr, stdout, submit, submitted, type, user, "
           "window, workdir)"),
     ("""
@@ -1140,7 +1140,7 @@ def test_a_batched_action_cannot_use_progress_which_only_a_check_is_given(tmp_pa
           on_failure: {batch: "echo {{ progress }} {{ ids | join(' ') }}"}
     """)
     assert load_error(path) == (f"{path}: slurm.on_failure.batch: unknown variable progress (known: end_awk, end_fields, "
-                                "follow_log, host, ids, jobs, marker, ssh, type, user, window)")
+                                "follow_log, health_path, host, ids, jobs, marker, ssh, type, user, window)")
 
 
 def test_a_type_that_extends_another_adds_to_its_events_and_replaces_one_of_the_same_name(tmp_path: Path) -> None:
