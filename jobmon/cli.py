@@ -343,7 +343,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     cursor = _cursor(args, registry)
     watcher = _watcher(args, config, registry)
     polls: list[threading.Thread] = []
-    if deadline is not None:  # never polls itself: its deadline must not cut a check short
+    if deadline is not None or args.until:  # never polls itself: polling outlives this watch
         def ensure() -> int | None:
             return _detached(args, config, registry, quiet=True)
     else:
@@ -352,7 +352,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
     prog = [os.environ["JOBMON_PROG"]] if os.environ.get("JOBMON_PROG") else ["jobmon", "watch"]
     follow = follower.Follower(config, registry, watcher.log, cursor, printer, poller.at_most(ensure),
                                rearm=shlex.join([*prog, *args.argv_tail]),
-                               poller_here=lambda: any(t.is_alive() for t in polls))
+                               poller_here=lambda: any(t.is_alive() for t in polls), until_ready=args.until == "ready")
 
     _stop_on_signals(follow.stop.set, watcher.stop.set)
     try:  # from here on, every end of the watch is a line on stdout too
@@ -694,6 +694,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end at DURATION (90s, 25m, 1h) with a rearm line while jobs remain; never polls "
                         "itself but makes sure a detached poller runs")
     p.add_argument("--detach", action="store_true", help="start a poller in the background (if none runs), print its pid")
+    p.add_argument("--until", choices=["ready"],
+                   help="ready: end once every job left is READY (a deployment that can take requests); the jobs "
+                        "stay registered and a detached poller goes on")
     p = add("poll", cmd_poll, "the poller alone, in the foreground, printing nothing (what watch --detach starts)",
             [common, interval])
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the watch lock, handed over by its starter

@@ -25,7 +25,7 @@ from jobmon.watch import to_watch
 IDLE = 0.2  # seconds between looks at the log: no busy loop, and a line is printed within this
 CHECK = 1.0  # seconds between looks at the poller (is one alive while jobs remain?)
 
-DONE, DEADLINE, STOPPED, SUPERSEDED = "done", "deadline", "stopped", "superseded"
+DONE, DEADLINE, STOPPED, SUPERSEDED, READY = "done", "deadline", "stopped", "superseded", "ready"
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Follower:
     ensure_poller: Callable[[], int | None]  # the poller's pid, or None when no job is left
     rearm: str = "bin/jobmon-watch"  # the command that arms a watch again, for the rearm line
     poller_here: Callable[[], bool] = lambda: False  # whether the poller is a thread of this process
+    until_ready: bool = False  # --until ready: end once every job left has reached its type's expect event
     stop: threading.Event = field(default_factory=threading.Event)
     _where: Position | None = None  # how far the log's current file was read
     _seq: int | None = None  # the reader's cursor, as this follower last moved it
@@ -63,6 +64,8 @@ class Follower:
                     self.catch_up()                # events are in the log by now
                     self.summary_line()
                     return DONE
+                if self.until_ready and self._ready_line():
+                    return READY
             if deadline is not None and now >= deadline:
                 self._rearm_line()
                 return DEADLINE
@@ -99,6 +102,25 @@ class Follower:
         """The session summary, as the follower's last line (not an event: never logged)."""
         summary = report.session(self.config, self.registry.read(), self.registry.history())
         self.printer.emit(Event(kind="summary", detail=prefix + summary.text(), counts=summary.counts))
+
+    def _ready_line(self) -> bool:
+        """``--until ready``: once every job left has reached its type's expect event (a server's
+        READY), one summary line naming where each listens, and the watch ends; the jobs stay
+        registered and the poller goes on, so an end is still reported (to the next watch)."""
+        self.catch_up()  # the READY lines first
+        jobs = to_watch(self.config, self.registry)
+        ready, waiting = [], []
+        for job in jobs:
+            jtype, _ = self.config.resolve(job.type, job.host)
+            (ready if jtype.expect is not None and jtype.expect.event in job.book.seen else waiting).append(job)
+        if not ready or waiting:
+            return False
+        where = ", ".join(f"{j.type} {j.label}" + (f" at {(j.book.captured or {}).get('endpoint')}"
+                                                    if (j.book.captured or {}).get("endpoint") else "") for j in ready)
+        active = report.session(self.config, jobs, [])
+        self.printer.emit(Event(kind="summary", counts=active.counts,
+                                detail=f"ready: {where}; still registered: the poller goes on and logs how it ends"))
+        return True
 
     def _rearm_line(self, prefix: str = "") -> None:
         """While jobs remain: how many, and the command that arms the watch again. Else the

@@ -198,3 +198,33 @@ def test_a_poller_that_fails_says_why_to_its_followers_in_one_line(home: Home, c
     assert [(e["kind"], e["detail"]) for e in map(json.loads, out.splitlines())] == [
         ("error", f"jobmon poller: fatal: {why}"), ("error", f"jobmon-watch: fatal: {why}")]
     assert home.registry.read_text() == "[{"
+
+
+def test_until_ready_ends_the_watch_at_ready_and_the_poller_goes_on_to_report_the_end(home: Home, cluster: Cluster,
+                                                                                     tmp_path: Path) -> None:
+    from conftest import FIXTURES
+
+    conf = tmp_path / "fast.yaml"
+    conf.write_text("types: {slurm: {interval: 0.1}, deploy: {interval: 0.1}}\n")
+    cluster.set("80", "RUNNING")
+    cluster.queue("80", "RUNNING", node="gpu07")
+    log = cluster.output("80", "")
+    ran = jobmon("add", "--type", "deploy", "--id", "80", "--host", "c", "--config", str(conf), *home.args())
+    assert ran.code == 0, ran.err
+    watch = subprocess.Popen([str(WATCH), "--until", "ready", "--json", "--config", str(conf), *home.args()],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    wait_until(lambda: (home.jobs() or [{}])[0].get("jobmon", {}).get("captured", {}).get("stdout"),
+               "the log's path to be kept")
+    log.write_text((FIXTURES / "deploy" / "vllm_ready.log").read_text())
+    out, err = watch.communicate(timeout=60)  # it ends by itself
+    lines = [json.loads(ln) for ln in out.splitlines()]
+    assert [(e["kind"], e["to"]) for e in lines] == [("state", "RUNNING"), ("event", "LOADING"), ("event", "READY"),
+                                                     ("summary", None)], err
+    assert lines[-1]["detail"] == ("ready: deploy 80@c at http://gpu07:8000; still registered: the poller goes on "
+                                   "and logs how it ends")
+    assert [j["id"] for j in home.jobs()] == ["80"] and alive(poller_pid(home))
+    cluster.set("80", "FAILED", "1:0")  # no watch armed: the poller still ends it
+    (cluster.dir / "80.queue").unlink()  # the controller has let go of it
+    wait_until(lambda: home.history(), "the end to reach history")
+    after = watch_for(home, str(conf), "1m")
+    assert ends(after) == [("80", "FAILED")]
