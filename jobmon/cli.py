@@ -524,25 +524,31 @@ def cmd_render(args: argparse.Namespace) -> int:
     if not jobs:
         if args.type is None:
             raise Failure(f"no registered job {args.id}: give --type (and --host) to render a new one", FAILED)
-        if args.type not in config.types:
-            from jobmon.config import _unknown_type
+        job = _new_job(config, args, args.type, args.id, args.host or "", args.user or "", None,
+                       {"file": args.file or "", **dict(_pairs(args.field))})
+        later, said = plan.as_running(job, config.resolve(job.type, job.host)[0])
+        lines, then = _render([job], config), _render([later], config)
+        if then != lines:  # what a check asks once the job runs (its logs, a server's health)
+            lines = ["# its first check", *lines, f"# once it runs, {said}", *then]
+    else:
+        lines = _render(jobs, config)
+    print("\n".join(lines))
+    return OK
 
-            raise Failure(f"--type: {_unknown_type(args.type, config.types)}", USAGE)
-        jobs = [Job(type=args.type, id=args.id, host=args.host or "", user=args.user or "",
-                    fields={"file": args.file} if args.file else {})]
-        jtype, _ = config.resolve(args.type, args.host or "")
-        problem = jtype.problem({"id": args.id, "host": args.host or "", "user": args.user or "", "file": args.file or ""})
-        if problem:
-            raise Failure(problem, USAGE)
+
+def _render(jobs: list, config: "Config") -> list[str]:  # type: ignore[type-arg]
+    from jobmon import plan
+
+    out = []
     for group in plan.plan(jobs, config):
         try:
             command = plan.command(group)
         except plan.Refused as exc:  # a registered job another agent wrote
             raise Failure(str(exc), USAGE) from None
         if group.jtype.check.read is not None:
-            print(f"# {group.jtype.name} reads this file from where its last check stopped; it runs no command")
-        print(command)
-    return OK
+            out.append(f"# {group.jtype.name} reads this file from where its last check stopped; it runs no command")
+        out.append(command)
+    return out
 
 
 def cmd_discover(args: argparse.Namespace) -> int:
@@ -712,8 +718,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--since", metavar="DURATION", help="only jobs that ended in the last DURATION (90m, 12h, 1d)")
     add("types", cmd_types, "list job types and the files they come from", [common])
     add("check", cmd_check, "validate the config and exit", [common])
-    p = add("render", cmd_render, "print the exact command a job's check runs", [common, job])
+    p = add("render", cmd_render, "print the exact command a job's check runs (a new job's: at first, and once it runs)",
+            [common, job])
     p.add_argument("--file")
+    p.add_argument("--field", action="append", metavar="NAME=VALUE", help="a type-specific field")
     p = add("discover", cmd_discover, "list jobs to watch: the registry, then each type's discovery", [common])
     p.add_argument("--type", action="append", help="only this type (repeatable)")
     p.add_argument("--host", action="append", help="a host to look on (repeatable; default: settings.hosts, "

@@ -38,7 +38,7 @@ class Follower:
     ensure_poller: Callable[[], int | None]  # the poller's pid, or None when no job is left
     rearm: str = "bin/jobmon-watch"  # the command that arms a watch again, for the rearm line
     poller_here: Callable[[], bool] = lambda: False  # whether the poller is a thread of this process
-    until_ready: bool = False  # --until ready: end once every job left has reached its type's expect event
+    until_ready: bool = False  # --until ready: end once every job whose type has a ready event has reached it
     stop: threading.Event = field(default_factory=threading.Event)
     _where: Position | None = None  # how far the log's current file was read
     _seq: int | None = None  # the reader's cursor, as this follower last moved it
@@ -104,19 +104,21 @@ class Follower:
         self.printer.emit(Event(kind="summary", detail=prefix + summary.text(), counts=summary.counts))
 
     def _ready_line(self) -> bool:
-        """``--until ready``: once every job left has reached its type's expect event (a server's
-        READY), one summary line naming where each listens, and the watch ends; the jobs stay
-        registered and the poller goes on, so an end is still reported (to the next watch)."""
+        """``--until ready``: once every job left whose type has a ``ready`` event has reached it
+        (a server's READY), one summary line naming where each listens, and the watch ends; the
+        jobs stay registered and the poller goes on, so an end is still reported (to the next
+        watch). A job with no such event (a training run beside the server) holds nothing up."""
         self.catch_up()  # the READY lines first
         jobs = to_watch(self.config, self.registry)
         ready, waiting = [], []
         for job in jobs:
             jtype, _ = self.config.resolve(job.type, job.host)
-            (ready if jtype.expect is not None and jtype.expect.event in job.book.seen else waiting).append(job)
+            if jtype.ready is not None:
+                (ready if jtype.ready in job.book.seen else waiting).append(job)
         if not ready or waiting:
             return False
-        where = ", ".join(f"{j.type} {j.label}" + (f" at {(j.book.captured or {}).get('endpoint')}"
-                                                    if (j.book.captured or {}).get("endpoint") else "") for j in ready)
+        where = ", ".join(f"{j.type} {j.label}" + (f" at {(j.book.captured or {}).get('url')}"
+                                                    if (j.book.captured or {}).get("url") else "") for j in ready)
         active = report.session(self.config, jobs, [])
         self.printer.emit(Event(kind="summary", counts=active.counts,
                                 detail=f"ready: {where}; still registered: the poller goes on and logs how it ends"))

@@ -136,16 +136,6 @@ class Delegate:
 
 
 @dataclass(frozen=True)
-class Expect:
-    """A key event a running job must reach within ``within`` seconds of running (a server's
-    READY); past that, one ``name`` line with the last cause its log showed."""
-
-    event: str
-    within: float
-    name: str
-
-
-@dataclass(frozen=True)
 class Health:
     """A batched check's answer from each ready server: a ``regex`` line per job (``id``, curl's
     ``exit`` and the HTTP ``code``). ``unhealthy_after`` failed answers in a row make one
@@ -217,7 +207,10 @@ class JobType:
     resolve: Resolve | None = None  # ids may be abbreviations: expanded at add, matched to rows by prefix
     progress: Progress | None = None  # no stall watch without one
     health: Health | None = None  # a ready server's answers (deploy)
-    expect: Expect | None = None  # a key event it must reach while running (deploy's READY)
+    # The key event after which a job is of use (a server's READY): ``--until ready`` waits for
+    # it, and a job running ``ready_within`` seconds without it gets one NOT_READY line.
+    ready: str | None = None
+    ready_within: float = 1800.0
 
     def problem(self, values: Mapping[str, str]) -> str | None:
         """Why these job values cannot be registered (one line), or None."""
@@ -243,10 +236,12 @@ class JobType:
             spec = self.fields.get(name)
             pattern = spec.pattern if spec and spec.pattern else BUILTIN_PATTERNS.get(name)
             hint = f": {spec.help}" if spec and spec.help else ""
+            # as it was given: a type's own field comes with --field
+            given = f"--{name} {value[:80]!r}" if name in STANDARD_FIELDS else f"--field {name}={value[:80]!r}"
             if pattern is not None and not pattern.fullmatch(value):
-                return f"{self.name}: --{name} {value[:80]!r} is not valid{hint} (must match {pattern.pattern})"
+                return f"{self.name}: {given} is not valid{hint} (must match {pattern.pattern})"
             if value.startswith("-"):
-                return f"{self.name}: --{name} {value[:80]!r} is not valid{hint} (it would be read as an option)"
+                return f"{self.name}: {given} is not valid{hint} (it would be read as an option)"
         return None
 
     def terminal(self, state: str) -> bool:
@@ -296,7 +291,10 @@ def _template(text: str | None, allowed: Iterable[str], where: Where, rel: tuple
         raise where.error(rel, str(exc)) from None
 
 
-def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tuple[Pattern, ...]:
+def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where,
+                   given: Iterable[str] = ()) -> tuple[Pattern, ...]:
+    """``given``: the type's fields, which a pattern may ``need`` as it needs an earlier event's
+    group (an endpoint given at registration or found in the log)."""
     out: list[Pattern] = []
     for i, item in enumerate(raw):
         at = (key, str(i))
@@ -326,8 +324,10 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where) -> tupl
         names |= {n for n, _ in values}
         needs = tuple(item.get("needs", ()))
         for j, need in enumerate(needs):
-            if not any(need in p.regex.groupindex for p in out if not p.field):
-                raise where.error(at + ("needs", str(j)), f"no event before this one has a (?P<{need}>…) group")
+            known = set(given).union(*(set(p.regex.groupindex) | {k for k, _ in p.keep} for p in out if not p.field))
+            if need not in known:
+                raise where.error(at + ("needs", str(j)), f"no field, and no event before this one with a "
+                                                          f"(?P<{need}>…) group or a keep of that name")
         names |= set(needs)
         keep = tuple((str(k), _template(v, names, where, at + ("keep", str(k)), shell=False))
                      for k, v in (item.get("keep") or {}).items())
@@ -481,10 +481,10 @@ def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, 
             raise where.error(("normalize", "rewrite", pat), f"rewrites to {to!r}, which is not in states")
         rewrite.append((compiled, to))
 
-    events = build_patterns(body.get("events", []), "events", where)
+    events = build_patterns(body.get("events", []), "events", where, given=set(fields) - {"id"})
     diagnosis = build_patterns(body.get("diagnosis", []), "diagnosis", where) + common
     metrics = build_patterns(body.get("metrics", []), "metrics", where)
-    captured = {g for p in events for g in p.regex.groupindex}
+    captured = {g for p in events for g in p.regex.groupindex} | {k for p in events for k, _ in p.keep}
     result_vars = job_vars | set(RESULT_VARS) | row_vars(probe) | captured
     delegate = None
     if body.get("delegate"):
@@ -544,20 +544,22 @@ def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, 
         sources=sources,
         progress=_progress(body, probe, where),
         health=_health(body.get("health"), probe, where),
-        expect=_expect(body.get("expect"), events, where),
+        ready=_ready(body, events, where),
+        ready_within=float(body.get("ready_within", 1800)),
     )
 
 
-def _expect(raw: Mapping[str, Any] | None, events: tuple[Pattern, ...], where: Where) -> Expect | None:
-    if raw is None:
+def _ready(body: Mapping[str, Any], events: tuple[Pattern, ...], where: Where) -> str | None:
+    event = body.get("ready")
+    if event is None:
+        if "ready_within" in body:
+            raise where.error(("ready_within",), "needs `ready`: the key event it waits for")
         return None
-    event = raw.get("event", "")
-    if event not in {p.name for p in events}:
-        raise where.error(("expect", "event"), f"'{event}' is none of the type's events")
-    within = float(raw.get("within", 1800))
-    if within <= 0:
-        raise where.error(("expect", "within"), "must be greater than 0 (seconds)")
-    return Expect(event, within, str(raw.get("name") or f"NOT_{event}"))
+    if event not in {p.name for p in events if not p.each and not p.step}:
+        raise where.error(("ready",), f"'{event}' is none of the type's events (said once each)")
+    if float(body.get("ready_within", 1800)) <= 0:
+        raise where.error(("ready_within",), "must be greater than 0 (seconds)")
+    return str(event)
 
 
 def _health(raw: Mapping[str, Any] | None, probe: Probe, where: Where) -> Health | None:

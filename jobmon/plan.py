@@ -121,7 +121,25 @@ def batch_values(job: Job, jtype: JobType, probe: Probe) -> dict[str, object]:
     blank = {name: "" for name in (probe.capture.groupindex if probe.capture is not None else ())}
     return {**blank, **(job.book.captured or {}), **job.values(), "last_status": job.last_status,
             "capture": needs_capture(job, jtype, probe), "stalling": stalling(job.book, jtype),
-            "offset": job.book.offset}
+            "offset": job.book.offset, "ready": jtype.ready is not None and jtype.ready in job.book.seen}
+
+
+def as_running(job: Job, jtype: JobType) -> tuple[Job, str]:
+    """A new job as a later check sees it, for ``render``: running, what its first checks
+    capture kept (placeholders: its log paths), past its ``ready`` event (a server's URL kept);
+    and those words, for a title."""
+    from dataclasses import replace
+
+    from jobmon.rules import Book
+
+    running = "RUNNING" if "RUNNING" in jtype.states["running"] else min(jtype.states["running"], default="")
+    names = set(jtype.check.capture.groupindex) - set(NAMING) if jtype.check.capture is not None else set()
+    kept = {k for p in jtype.events for k, _ in p.keep} if jtype.ready else set()
+    captured = {n: f"<{n}>" for n in sorted(names | kept)}
+    said = f"with {', '.join(sorted(captured))} kept" if captured else "as before"
+    if jtype.ready:
+        said += f", after {jtype.ready}"
+    return replace(job, last_status=running, book=Book(captured=captured or None, seen=(jtype.ready,) if jtype.ready else ())), said
 
 
 def needs_capture(job: Job, jtype: JobType, probe: Probe) -> bool:
@@ -140,7 +158,8 @@ def needs_capture(job: Job, jtype: JobType, probe: Probe) -> bool:
 
 def blank_values(jtype: JobType) -> dict[str, str]:
     """Every name a result template may use and a check may not have captured, as ""."""
-    names = row_vars(jtype.check) | {g for p in jtype.events for g in p.regex.groupindex}
+    names = row_vars(jtype.check) | {g for p in jtype.events for g in p.regex.groupindex} | {
+        k for p in jtype.events for k, _ in p.keep}
     return {name: "" for name in names}
 
 

@@ -42,6 +42,7 @@ class Observation(NamedTuple):
     captured: tuple[Mapping[str, str], ...] = ()  # the check's capture lines for the job (its log paths)
     progress: Mark | None = None  # what the type's progress probe saw of the job
     health: tuple[str, str] | None = None  # a ready server's answer: curl's exit, the HTTP code
+    given: Mapping[str, str] | None = None  # the job's type-specific fields (an endpoint given at add)
 
 
 class Mark(NamedTuple):
@@ -492,8 +493,10 @@ def advance(
     if obs.text and jtype.events:
         ran_since = clock.parse(book.running_at or "")
         running_for = (clock.aware(now) - ran_since).total_seconds() if ran_since else 0.0
-        job = {**(obs.row.groups if obs.row else {}), "running_for": running_for}
-        found = key_events(obs.text, jtype.events, book.seen, book.captured, job)
+        given = obs.given or {}
+        job = {**given, **(obs.row.groups if obs.row else {}), "running_for": running_for}
+        found = key_events(obs.text, jtype.events, book.seen,
+                           {**(book.captured or {}), **{k: v for k, v in given.items() if v}}, job)
         quiet = {p.name for p in jtype.events if not p.say}
         changes += [Change("event", status, name, False, None, groups, text) for name, text, groups in found
                     if name not in quiet]
@@ -607,12 +610,15 @@ def _not_running(book: Book, seen: Mark) -> Book:
     return book._replace(progress={"at": seen.now})
 
 
+NOT_READY = "NOT_READY"
+
+
 def overdue(book: Book, text: str, jtype: JobType, state: str, now: datetime) -> tuple[Book, tuple[Change, ...]]:
-    """A running job that has not reached the type's ``expect`` event (a server's READY) within
-    its seconds of running: one line, with the last cause its log showed so far (what the
-    type's diagnosis finds in each poll's new lines, kept as ``cause``), else its last line."""
-    spec = jtype.expect
-    if spec is None:
+    """A running job that has not reached the type's ``ready`` event (a server's READY) within
+    ``ready_within`` seconds of running: one NOT_READY line, with the last cause its log showed
+    so far (what the type's diagnosis finds in each poll's new lines, kept as ``cause``), else
+    its last line."""
+    if jtype.ready is None:
         return book, ()
     captured = dict(book.captured or {})
     cause = diagnose(text, [p for p in jtype.diagnosis if not p.field]) if text else None
@@ -621,14 +627,14 @@ def overdue(book: Book, text: str, jtype: JobType, state: str, now: datetime) ->
         captured.update({k: v[:300] for k, v in (("cause", cause), ("last_line", last)) if v})
         book = book._replace(captured=captured)
     since = clock.parse(book.running_at or "")
-    if jtype.category(state) != "running" or since is None or spec.event in book.seen or spec.name in book.seen:
+    if jtype.category(state) != "running" or since is None or {jtype.ready, NOT_READY} & set(book.seen):
         return book, ()
     running_for = (clock.aware(now) - since).total_seconds()
-    if running_for < spec.within:
+    if running_for < jtype.ready_within:
         return book, ()
     told = captured.get("cause") or (f"last line: {captured['last_line']}" if captured.get("last_line") else "its log says nothing yet")
-    why = f"no {spec.event} after {_duration(running_for)} running; {told}"
-    return book._replace(seen=book.seen + (spec.name,)), (Change("event", state, spec.name, False, None, {}, why),)
+    why = f"no {jtype.ready} after {_duration(running_for)} running; {told}"
+    return book._replace(seen=book.seen + (NOT_READY,)), (Change("event", state, NOT_READY, False, None, {}, why),)
 
 
 UNHEALTHY, HEALTHY = "UNHEALTHY", "HEALTHY"

@@ -138,7 +138,8 @@ PROBE = {
 JOB_TYPE: Schema = {
     "extends": STR,
     "health": {"regex": STR, "unhealthy_after": INT},
-    "expect": {"event": STR, "within": NUM, "name": STR},
+    "ready": STR,
+    "ready_within": NUM,
     "description": STR,
     "fields": MapOf(FIELD),
     "interval": NUM,

@@ -274,6 +274,9 @@ class Watcher:
             obs = observations[job.key]
             if job.key in asked and asked[job.key].key in observations:
                 obs = _delegated(obs, observations[asked[job.key].key], asked[job.key], jtype, self.config)
+            # Its fields, declared ones blank when not given, so a text may test them (an endpoint).
+            obs = obs._replace(given={**{f: "" for f in jtype.fields if f != "id"},
+                                      **{k: str(v) for k, v in job.fields.items() if k in jtype.fields}})
             step = rules.advance(job.last_status, job.book, obs, jtype, now,
                                  unreachable_after=s.unreachable_after, lost_after=s.lost_after)
             if obs.offset is not None:

@@ -9,7 +9,7 @@ import re
 import pytest
 
 from jobmon.registry import Job
-from conftest import FIXTURES, Cluster, Home, add, events, make_watcher
+from conftest import FIXTURES, Cluster, Home, add, events, jobmon, make_watcher
 
 LOGS = FIXTURES / "deploy"
 
@@ -77,3 +77,97 @@ def test_a_deployment_that_never_came_up_says_why_from_its_log(home: Home, clust
     assert (kind, to) == ("state", "FAILED")
     detail = home.logged()[-1]["detail"]  # whole: a printed line is cut at max_line
     assert cause in detail, detail
+
+
+def test_nim_says_ready_at_uvicorns_bound_url(home: Home, cluster: Cluster) -> None:
+    cluster.set("82", "RUNNING")
+    cluster.queue("82", "RUNNING", node="gpu07")
+    cluster.output("82", (LOGS / "nim_ready.log").read_text())
+    add(home, Job("deploy", "82", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)  # learns its log's path
+    w.cycle(everything=True)
+    ready = [d for _, to, d in said(out) if to == "READY"]
+    assert len(ready) == 1 and ready[0].startswith("http://gpu07:8000, "), said(out)
+
+
+def curl(cluster: Cluster, code: str) -> None:
+    """A curl that logs how it was called and answers ``code`` (as ``-w '%{http_code}'`` would)."""
+    cluster.fakebin.add("curl", f'#!/bin/sh\necho "curl $*" >>"$FAKE_LOG"\nprintf {code}\n')
+
+
+def test_trtllm_serve_names_no_url_so_ready_needs_the_endpoint_given_at_add(home: Home, cluster: Cluster) -> None:
+    """Current trtllm-serve binds its socket before uvicorn starts, so no "Uvicorn running on":
+    its "Application startup complete." is READY only with --field endpoint (0.0.0.0: the node)."""
+    text = (LOGS / "trtllm_ready.log").read_text()
+    curl(cluster, "200")
+    for job_id, fields in (("83", {}), ("84", {"endpoint": "http://0.0.0.0:8000"})):
+        cluster.set(job_id, "RUNNING")
+        cluster.queue(job_id, "RUNNING", node="gpu07")
+        cluster.output(job_id, text)
+        add(home, Job("deploy", job_id, host="c", last_status="RUNNING", fields=fields))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    w.cycle(everything=True)
+    ready = [(e["id"], e["detail"]) for e in events(out) if e["to"] == "READY"]
+    assert [(i, d.split(",")[0]) for i, d in ready] == [("84", "http://gpu07:8000")]
+    # the probe starts once READY is said, at the URL READY named
+    assert cluster.fakebin.calls("curl") == []
+    w.cycle(everything=True)
+    assert [c.split()[-1] for c in cluster.fakebin.calls("curl")] == ["http://gpu07:8000/health"]
+
+
+def test_a_given_endpoint_is_not_probed_before_ready(home: Home, cluster: Cluster) -> None:
+    first, rest = halves("vllm_ready.log", "Application startup complete.")
+    curl(cluster, "000")
+    cluster.set("85", "RUNNING")
+    cluster.queue("85", "RUNNING", node="gpu07")
+    path = cluster.output("85", first)
+    add(home, Job("deploy", "85", host="c", last_status="RUNNING", fields={"endpoint": "http://0.0.0.0:9000"}))
+    w, out = make_watcher(home)
+    for _ in range(4):  # loading: a server that does not answer yet is no UNHEALTHY server
+        w.cycle(everything=True)
+    assert cluster.fakebin.calls("curl") == [] and [to for _, to, _ in said(out)] == ["LOADING"]
+    with path.open("a") as f:
+        f.write(rest)
+    w.cycle(everything=True)
+    (ready,) = [d for _, to, d in said(out) if to == "READY"]
+    assert ready.startswith("http://gpu07:9000, ")  # the given endpoint wins over the log's :8000
+
+
+def test_a_deployment_running_past_ready_within_says_not_ready_once_with_the_last_line(
+        home: Home, cluster: Cluster) -> None:
+    from datetime import timedelta
+
+    from jobmon import clock
+    from jobmon.rules import Book
+
+    text = (LOGS / "vllm_never_ready.log").read_text()
+    text = text[:text.index("slurmstepd: error:")]  # still running: the time limit has not come yet
+    cluster.set("86", "RUNNING")
+    cluster.queue("86", "RUNNING", node="gpu07")
+    path = cluster.output("86", text)
+    began = clock.stamp(clock.now() - timedelta(seconds=1900))  # its log's path known: read at the first poll
+    add(home, Job("deploy", "86", host="c", last_status="RUNNING",
+                  book=Book(running_at=began, captured={"stdout": str(path), "stderr": str(path)})))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    w.cycle(everything=True)
+    assert [to for _, to, _ in said(out)] == ["LOADING", "NOT_READY"]
+    (line,) = [e["detail"] for e in home.logged() if e["to"] == "NOT_READY"]  # whole: a printed line is cut
+    assert re.fullmatch(r"no READY after 0:3[12]:\d\d running; last line: \(EngineCore_DP0 pid=3190\) INFO 05-06 "
+                        r"14:22:16 \[shm_broadcast.py:466\] No available shared memory broadcast block found.*", line), line
+
+
+def test_render_shows_the_first_check_and_the_one_that_reads_the_log_and_probes_health(home: Home) -> None:
+    ran = jobmon("render", "--type", "deploy", "--id", "80", "--host", "c", *home.args())
+    assert ran.code == 0, ran.err
+    titles = [ln for ln in ran.lines() if ln.startswith("# ")]
+    assert titles == ["# its first check", "# once it runs, with stderr, stdout, url, workdir kept, after READY"]
+    first, later = ran.out.split("# once it runs")
+    assert "scontrol -o show job" in first and "curl" not in first and "log|" not in first
+    assert "tail -c +$((o + 1))" in later and "echo \"offset|80|$s\"" in later  # its log, from the last offset
+    assert "curl -gs -o /dev/null --max-time 5 -w '\"'\"'%{http_code}'\"'\"' '\"'\"'<url>/health'\"'\"'" in later
+    bad = jobmon("render", "--type", "deploy", "--id", "80", "--host", "c", "--field", "endpoint=http://x/$(id)",
+                 *home.args())
+    assert bad.code == 2 and bad.err.startswith("jobmon: deploy: --field endpoint='http://x/$(id)' is not valid: ")

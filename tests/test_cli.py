@@ -96,7 +96,9 @@ def test_status_checks_every_job_once_and_updates_the_registry(home: Home, clust
 
 def test_render_prints_the_exact_command(home: Home, cache_home: Path) -> None:
     ran = jobmon("render", "--type", "slurm", "--id", "99", "--host", "eos", *home.args())
-    assert ran.out == slurm_check(cache_home, "eos", ["99"]) + "\n"  # squeue is in the same call now
+    first = slurm_check(cache_home, "eos", ["99"])  # squeue is in the same call now
+    assert ran.out.startswith(f"# its first check\n{first}\n# once it runs, with stderr, stdout, workdir kept\n")
+    assert "stat -c '\"'\"'%s|%Y|%F|%n'\"'\"' -- '\"'\"'<stdout>'\"'\"' '\"'\"'<stderr>'\"'\"'" in ran.out  # its logs, for stalls
     launcher = jobmon("render", "--type", "launcher", "--id", "e1", "--file", "/tmp/l og", *home.args())
     assert launcher.lines() == ["# launcher reads this file from where its last check stopped; it runs no command",
                                 "/tmp/l og"]

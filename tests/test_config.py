@@ -71,7 +71,7 @@ def test_jobmon_types_lists_the_packaged_types_with_their_files(home: Home) -> N
     assert (ran.code, ran.err) == (0, "")
     assert ran.lines() == [
         "deploy: a model server run as a SLURM job (vLLM, SGLang, trtllm-serve, NIM); READY with its endpoint, or why it never came up",
-        "  fields: id, host, [file]; every 30s; from checkers.d/deploy.yaml, checkers.d/slurm.yaml",
+        "  fields: id, host, [file], [endpoint]; every 30s; from checkers.d/deploy.yaml, checkers.d/slurm.yaml",
         "launcher: the Model-Optimizer launcher's output log (NeMo-Run experiments on SLURM)",
         "  fields: id, file, [host]; every 5s; from checkers.d/launcher.yaml",
         "local: a process on this machine, by pid (exit code from --file)",
@@ -407,7 +407,25 @@ ERRORS = [
         k:
           extends: slurm
           events: [{name: READY, regex: 'up', needs: [url]}]
-    """, "{f}: k.events.1.needs.0: no event before this one has a (?P<url>…) group", id="needs-unknown-group"),
+    """, "{f}: k.events.1.needs.0: no field, and no event before this one with a (?P<url>…) group or a keep of "
+         "that name", id="needs-unknown-group"),
+    pytest.param("checkers.d/x.yaml", """
+        k:
+          extends: slurm
+          ready: UP
+    """, "{f}: k.ready: 'UP' is none of the type's events (said once each)", id="ready-unknown-event"),
+    pytest.param("checkers.d/x.yaml", """
+        k:
+          extends: slurm
+          ready_within: 60
+    """, "{f}: k.ready_within: needs `ready`: the key event it waits for", id="ready-within-alone"),
+    pytest.param("checkers.d/x.yaml", """
+        k:
+          extends: slurm
+          events: [{name: UP, regex: 'up'}]
+          ready: UP
+          ready_within: 0
+    """, "{f}: k.ready_within: must be greater than 0 (seconds)", id="ready-within-zero"),
     pytest.param("checkers.d/x.yaml", """
         k:
           extends: slurm
@@ -832,7 +850,7 @@ def test_a_new_type_validates_its_fields_on_add(home: Home, k8s: Path) -> None:
     assert (ran.code, ran.err) == (2, "jobmon: k8s: --id 'Train_1' is not valid: the Job's name "
                                       "(must match [a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)\n")
     ran = jobmon("add", "--type", "k8s", "--id", "t", "--field", "namespace=$(x)", "--config", str(k8s), *home.args())
-    assert (ran.code, ran.err) == (2, "jobmon: k8s: --namespace '$(x)' is not valid: its namespace "
+    assert (ran.code, ran.err) == (2, "jobmon: k8s: --field namespace='$(x)' is not valid: its namespace "
                                       "(must match [a-z0-9-]{1,63})\n")
     ran = jobmon("add", "--type", "k8s", "--id", "t", "--field", "nmspace=ml", "--config", str(k8s), *home.args())
     assert (ran.code, ran.err) == (2, "jobmon: --field nmspace: job type 'k8s' has no such field (fields: id, namespace)\n")

@@ -40,7 +40,7 @@ def test_the_cluster_override_example_loads_and_applies(home: Home, tmp_path: Pa
     conf.write_text(yaml_block("clusters:"))
     ran = jobmon("render", "--type", "slurm", "--id", "1", "--host", "eos-login2", "--config", str(conf), *home.args())
     assert ran.code == 0, ran.err
-    assert ran.lines()[0].startswith("ssh -o BatchMode=yes -J bastion.example.com -- eos-login2 'a=$(sacct -j 1 ")
+    assert ran.lines()[1].startswith("ssh -o BatchMode=yes -J bastion.example.com -- eos-login2 'a=$(sacct -j 1 ")
     from jobmon import config
 
     cfg = config.load(str(conf), env={})
