@@ -67,11 +67,16 @@ for id in $(seq 1000 1999) $(seq 5000 5099); do  # the ids parts 1, 3 and 6 regi
 done
 """
 
+FAKE_CURL = """#!/bin/sh
+printf 200
+"""
+
 
 def fake_cluster(tmp: Path, latency: float) -> dict[str, str]:
     bin_dir = tmp / "bin"
     bin_dir.mkdir(exist_ok=True)
-    for name, text in (("ssh", FAKE_SSH), ("sacct", FAKE_SACCT), ("squeue", FAKE_SQUEUE), ("scontrol", FAKE_SCONTROL)):
+    for name, text in (("ssh", FAKE_SSH), ("sacct", FAKE_SACCT), ("squeue", FAKE_SQUEUE), ("scontrol", FAKE_SCONTROL),
+                       ("curl", FAKE_CURL)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     logs = tmp / "logs"  # the jobs' own output files, which the progress probe stats
@@ -102,21 +107,25 @@ class Polled(NamedTuple):
 
 
 @contextlib.contextmanager
-def polled(n: int, hosts: int, latency: float, config_file: str | None = None) -> Iterator[Polled]:
-    """A watcher over ``n`` registered slurm jobs on ``hosts`` hosts behind the fake ssh, with
-    the fake cluster's environment in force until the block ends."""
+def polled(n: int, hosts: int, latency: float, config_file: str | None = None, kind: str = "slurm"
+           ) -> Iterator[Polled]:
+    """A watcher over ``n`` registered jobs of type ``kind`` on ``hosts`` hosts behind the fake
+    ssh, with the fake cluster's environment in force until the block ends. deploy jobs are
+    servers already READY: each poll reads their logs' new lines and asks their health."""
     from loguru import logger
 
     from jobmon import config
     from jobmon.eventlog import EventLog
     from jobmon.registry import Job, Registry
+    from jobmon.rules import Book
     from jobmon.watch import Watcher
 
     logger.remove()  # the bench prints figures, not the watcher's log
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         env = fake_cluster(tmp, latency)
-        jobs = [Job("slurm", str(1000 + i), host=f"cluster-{i % hosts}") for i in range(n)]
+        book = Book(seen=("READY",), captured={"url": "http://gpu07:8000"}) if kind == "deploy" else Book()
+        jobs = [Job(kind, str(1000 + i), host=f"cluster-{i % hosts}", book=book) for i in range(n)]
         reg = Registry(tmp / "reg" / "active_jobs.json")
         with reg.transaction() as entries:
             entries.extend(jobs)
@@ -130,9 +139,9 @@ def polled(n: int, hosts: int, latency: float, config_file: str | None = None) -
             os.environ.update(old)
 
 
-def per_poll(n: int, hosts: int, latency: float, baseline: bool = True, config_file: str | None = None
-             ) -> dict[str, float]:
-    with polled(n, hosts, latency, config_file) as p:
+def per_poll(n: int, hosts: int, latency: float, baseline: bool = True, config_file: str | None = None,
+             kind: str = "slurm") -> dict[str, float]:
+    with polled(n, hosts, latency, config_file, kind) as p:
         p.watcher.cycle(everything=True)  # first sighting: NEW -> RUNNING for every job
         calls(p.tmp)
         start = time.monotonic()
@@ -365,6 +374,16 @@ def machine() -> str:
             f"Python {platform.python_version()}")
 
 
+def deploy_cost(n: int, hosts: int, latency: float, rounds: int) -> dict[str, float]:
+    """A steady-state poll of ``n`` running jobs as deploy (READY servers: each log's new lines
+    read from its offset and one health probe each, in the same call) and as plain slurm:
+    commands and wall time, the best of ``rounds`` each."""
+    deploy = [per_poll(n, hosts, latency, baseline=False, kind="deploy") for _ in range(rounds)]
+    plain = [per_poll(n, hosts, latency, baseline=False) for _ in range(rounds)]
+    return {"deploy": min(r["ours"] for r in deploy), "slurm": min(r["ours"] for r in plain),
+            "deploy_calls": deploy[0]["our_calls"], "slurm_calls": plain[0]["our_calls"]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--latency", type=float, default=0.2, help="the fake ssh's latency, seconds")
@@ -405,6 +424,18 @@ def main() -> int:
         r = probe_cost(n, h, args.latency, 1 if args.quick else 3)
         out.append(f"| {n} | {h} | {r['on_calls']} | {r['off_calls']} | {r['on']:.2f} s | {r['off']:.2f} s "
                    f"| {(r['on'] - r['off']) * 1000:+.0f} ms |")
+        print(out[-1], file=sys.stderr)
+
+    out += ["", "### 1c. Deployments: one poll of READY servers (log read and health probe) vs the same jobs as slurm",
+            f"Fake ssh latency {args.latency * 1000:.0f} ms. Each deploy job's new log lines are read from its offset "
+            "and its `/health` asked (a fake `curl` that answers 200 at once), in the same call as sacct and squeue. "
+            "Best of 3 polls each.", "",
+            "| jobs | hosts | commands, deploy | commands, slurm | wall, deploy | wall, slurm | extra per poll |",
+            "|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, h in [(10, 1)] if args.quick else [(10, 1), (100, 1), (100, 10)]:
+        r = deploy_cost(n, h, args.latency, 1 if args.quick else 3)
+        out.append(f"| {n} | {h} | {r['deploy_calls']} | {r['slurm_calls']} | {r['deploy']:.2f} s | {r['slurm']:.2f} s "
+                   f"| {(r['deploy'] - r['slurm']) * 1000:+.0f} ms |")
         print(out[-1], file=sys.stderr)
 
     out += ["", "### 2. A real ssh round trip (`ssh host true`) to sshd on 127.0.0.1", ""]

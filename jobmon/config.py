@@ -202,8 +202,9 @@ EXTENDED_LISTS = ("events", "diagnosis", "metrics")  # an extending type adds to
 def _extend(raw: dict[str, Any], origins: dict[tuple[str, ...], str]) -> None:
     """A type that ``extends`` another is that type's whole body, as every file left it, with its
     own keys merged on top (mappings key by key, the rest replaced), except that its ``events``,
-    ``diagnosis`` and ``metrics`` come after the other's (one of the same name replaces it):
-    deploy is slurm's check, actions and NEVER_STARTS, plus its own events and causes. An
+    ``diagnosis`` and ``metrics`` come before the other's (one of the same name replaces it):
+    deploy is slurm's check, actions and NEVER_STARTS, plus its own events and causes, tried
+    first. Its own items keep the places they have in its file, which its errors name. An
     inherited key's errors name where the other type set it."""
     types = raw["types"]
     for name, body in types.items():
@@ -220,7 +221,7 @@ def _extend(raw: dict[str, Any], origins: dict[tuple[str, ...], str]) -> None:
         for key in EXTENDED_LISTS:
             if key in own and isinstance(own[key], list) and isinstance(merged.get(key), list):
                 names = {item.get("name") for item in own[key] if isinstance(item, dict)}
-                own[key] = [i for i in merged[key] if not (isinstance(i, dict) and i.get("name") in names)] + own[key]
+                own[key] = own[key] + [i for i in merged[key] if not (isinstance(i, dict) and i.get("name") in names)]
         _merge(merged, own, (), {}, "")
         merged["extends"] = base  # built after its base (``_build``)
         for key, origin in list(origins.items()):

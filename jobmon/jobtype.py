@@ -323,12 +323,7 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where,
         values = _values(item.get("values") or {}, names, where, at + ("values",))
         names |= {n for n, _ in values}
         needs = tuple(item.get("needs", ()))
-        for j, need in enumerate(needs):
-            known = set(given).union(*(set(p.regex.groupindex) | {k for k, _ in p.keep} for p in out if not p.field))
-            if need not in known:
-                raise where.error(at + ("needs", str(j)), f"no field, and no event before this one with a "
-                                                          f"(?P<{need}>…) group or a keep of that name")
-        names |= set(needs)
+        names |= set(needs)  # checked once every event is known (below)
         keep = tuple((str(k), _template(v, names, where, at + ("keep", str(k)), shell=False))
                      for k, v in (item.get("keep") or {}).items())
         names |= {k for k, _ in keep}  # the text may say what is kept
@@ -341,7 +336,23 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where,
                            item.get("path", ""), bool(item.get("summary", True)), bool(item.get("each")),
                            item.get("field", ""), values, bool(item.get("failure")), needs,
                            bool(item.get("say", True)), keep))
+    _known_needs(out, key, set(given), where)
     return tuple(out)
+
+
+def _known_needs(patterns: list[Pattern], key: str, given: set[str], where: Where) -> None:
+    """What a pattern ``needs`` must come from somewhere: a field, or a group or ``keep`` of an
+    event that needs nothing (found first, wherever it is listed) or of one listed before it."""
+    def gives(p: Pattern) -> set[str]:
+        return set(p.regex.groupindex) | {k for k, _ in p.keep}
+
+    known = given.union(*(gives(p) for p in patterns if not p.needs and not p.field))
+    for i, pattern in enumerate(patterns):
+        for j, need in enumerate(pattern.needs):
+            if need not in known:
+                raise where.error((key, str(i), "needs", str(j)), f"no field, and no other event with a "
+                                                                   f"(?P<{need}>…) group or a keep of that name")
+        known |= gives(pattern)
 
 
 def _values(raw: Any, names: set[str], where: Where, at: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:

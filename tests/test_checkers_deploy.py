@@ -168,6 +168,25 @@ def test_render_shows_the_first_check_and_the_one_that_reads_the_log_and_probes_
     assert "scontrol -o show job" in first and "curl" not in first and "log|" not in first
     assert "tail -c +$((o + 1))" in later and "echo \"offset|80|$s\"" in later  # its log, from the last offset
     assert "curl -gs -o /dev/null --max-time 5 -w '\"'\"'%{http_code}'\"'\"' '\"'\"'<url>/health'\"'\"'" in later
+    assert later.rstrip().endswith("} & wait;'")  # side by side: hung servers cost 5 s in all, not each
     bad = jobmon("render", "--type", "deploy", "--id", "80", "--host", "c", "--field", "endpoint=http://x/$(id)",
                  *home.args())
     assert bad.code == 2 and bad.err.startswith("jobmon: deploy: --field endpoint='http://x/$(id)' is not valid: ")
+
+
+def test_ready_servers_are_probed_side_by_side_and_each_answer_is_its_own(home: Home, cluster: Cluster) -> None:
+    from jobmon.rules import Book
+
+    cluster.fakebin.add("curl", '#!/bin/sh\necho "curl $*" >>"$FAKE_LOG"\n'
+                                'case "$*" in *:9001/*) printf 503 ;; *) printf 200 ;; esac\n')
+    for job_id, port in (("87", 9000), ("88", 9001)):
+        cluster.set(job_id, "RUNNING")
+        path = cluster.output(job_id, "")
+        add(home, Job("deploy", job_id, host="c", last_status="RUNNING", book=Book(
+            seen=("READY",), captured={"url": f"http://gpu07:{port}", "stdout": str(path), "stderr": str(path)})))
+    w, out = make_watcher(home)
+    for _ in range(3):
+        w.cycle(everything=True)
+    assert len(cluster.fakebin.calls("curl")) == 6  # both, at each poll, in the one call per host
+    assert [(e["id"], e["to"], e["detail"]) for e in events(out)] == [
+        ("88", "UNHEALTHY", "3 failed probes in a row: HTTP 503")]

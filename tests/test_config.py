@@ -407,8 +407,8 @@ ERRORS = [
         k:
           extends: slurm
           events: [{name: READY, regex: 'up', needs: [url]}]
-    """, "{f}: k.events.1.needs.0: no field, and no event before this one with a (?P<url>…) group or a keep of "
-         "that name", id="needs-unknown-group"),
+    """, "{f}: k.events.0.needs.0: no field, and no other event with a (?P<url>…) group or a keep of that name",
+        id="needs-unknown-group"),
     pytest.param("checkers.d/x.yaml", """
         k:
           extends: slurm
@@ -430,7 +430,7 @@ ERRORS = [
         k:
           extends: slurm
           diagnosis: [{name: d, regex: 'x', say: false}]
-    """, "{f}: k.diagnosis.1.say: only for events", id="say-in-diagnosis"),
+    """, "{f}: k.diagnosis.0.say: only for events", id="say-in-diagnosis"),
     pytest.param("checkers.d/x.yaml", """
         k:
           check: {batch: "true", regex: '(?P<id>x)(?P<state>x)', lines: '(?P<id>x)'}
@@ -1172,6 +1172,7 @@ k:
   events:
     - {name: NEVER_STARTS, field: reason, regex: '^Never$'}
     - {name: UP, regex: 'up on (?P<url>\\S+)'}
+  diagnosis: [{name: mine, regex: 'boom'}]
 slurm:
   notify: ["json://127.0.0.1:1/slurm-only"]
 """)
@@ -1179,5 +1180,6 @@ slurm:
     k, slurm = cfg.types["k"], cfg.types["slurm"]
     assert [p.name for p in k.events] == ["NEVER_STARTS", "UP"] and k.events[0].regex.pattern == "^Never$"
     assert [p.name for p in slurm.events] == ["NEVER_STARTS"]  # the base is left as it was
+    assert [p.name for p in k.diagnosis] == ["mine", *(p.name for p in slurm.diagnosis)]  # its own causes first
     assert k.check.source == slurm.check.source and k.description == "slurm, and a line of the job's log"
     assert cfg.notify_targets("k") == () and len(cfg.notify_targets("slurm")) == 1  # who is told is not inherited
