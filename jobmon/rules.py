@@ -490,6 +490,8 @@ def advance(
                            health=book.health, running_at=book.running_at)
     if obs.captured:
         book = _capture(book, obs.captured, bool(obs.part_rows or book.parts))
+    if jtype.ready and obs.offset is not None and book.offset and obs.offset < book.offset:
+        book = started_over(book, jtype)
     if obs.text and jtype.events:
         ran_since = clock.parse(book.running_at or "")
         running_for = (clock.aware(now) - ran_since).total_seconds() if ran_since else 0.0
@@ -611,6 +613,19 @@ def _not_running(book: Book, seen: Mark) -> Book:
 
 
 NOT_READY = "NOT_READY"
+
+
+def started_over(book: Book, jtype: JobType) -> Book:
+    """A job whose type has a ``ready`` event (a server), its log shorter than where the last
+    read stopped: a new run wrote it afresh (SLURM truncates a requeued job's output), and must
+    come up again. That run's key events are still to come: the ones said
+    once (LOADING, READY, NOT_READY) are forgotten with what they kept (a URL on the old node),
+    and so is the old run's health. A ``field`` event (said of the row) and ``each`` and
+    ``step`` ones (said by value) stand."""
+    run = {p.name for p in jtype.events if not (p.field or p.each or p.step)} | {NOT_READY}
+    found = {g for p in jtype.events if not p.field for g in (*p.regex.groupindex, *(k for k, _ in p.keep))}
+    captured = {k: v for k, v in (book.captured or {}).items() if k not in found | {"cause", "last_line"}}
+    return book._replace(seen=tuple(s for s in book.seen if s not in run), captured=captured or None, health=None)
 
 
 def overdue(book: Book, text: str, jtype: JobType, state: str, now: datetime) -> tuple[Book, tuple[Change, ...]]:

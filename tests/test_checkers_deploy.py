@@ -190,3 +190,36 @@ def test_ready_servers_are_probed_side_by_side_and_each_answer_is_its_own(home: 
     assert len(cluster.fakebin.calls("curl")) == 6  # both, at each poll, in the one call per host
     assert [(e["id"], e["to"], e["detail"]) for e in events(out)] == [
         ("88", "UNHEALTHY", "3 failed probes in a row: HTTP 503")]
+
+
+def test_a_requeued_deployment_says_loading_and_ready_again_at_its_new_node(home: Home, cluster: Cluster) -> None:
+    """SLURM truncates a requeued job's output: a log shorter than where the last read stopped is
+    a new run, whose LOADING and READY (on the node it runs on now) are still to come. Past
+    READY the log is not read, only watched for that."""
+    text = (LOGS / "vllm_ready.log").read_text()
+    curl(cluster, "200")
+    cluster.set("89", "RUNNING")
+    cluster.queue("89", "RUNNING", node="gpu07")
+    path = cluster.output("89", text)
+    add(home, Job("deploy", "89", host="c", last_status="RUNNING"))
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    w.cycle(everything=True)
+    assert [to for _, to, _ in said(out)] == ["LOADING", "READY"]
+    with path.open("a") as f:  # the same lines again, in the same run: nothing new to say, nothing read
+        f.write(text)
+    w.cycle(everything=True)
+    assert said(out) == []
+    cluster.set("89", "REQUEUED")
+    cluster.queue("89", "PENDING", reason="BeginTime")
+    path.write_text("")
+    w.cycle(everything=True)
+    cluster.set("89", "RUNNING")
+    cluster.queue("89", "RUNNING", node="gpu09")
+    path.write_text(text[: len(text) // 2])
+    w.cycle(everything=True)
+    path.write_text(text)
+    w.cycle(everything=True)
+    got = [(to, d.split(",")[0]) for _, to, d in said(out)]
+    assert got == [("PENDING", "BeginTime"), ("RUNNING", ""), ("LOADING", "meta-llama/Llama-3.1-8B-Instruct"),
+                   ("READY", "http://gpu09:8000")], got
