@@ -14,6 +14,8 @@ docs/performance.md with a description of the machine.
    no event comes.
 6. Mass completion: 500 jobs ending in one poll, on_complete batched per host vs one call per
    job (how it ran before), side by side.
+7. A deployment on the e2e cluster: from its server writing "Application startup complete." to
+   `jobmon watch` printing READY, at two intervals. Skipped if the cluster is not up.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 REPO = Path(__file__).resolve().parent.parent
 READING = "### Reading the figures"  # `--write` keeps a page's hand-written part from here on
@@ -164,17 +166,24 @@ def per_poll(n: int, hosts: int, latency: float, baseline: bool = True, config_f
 PROBE_OFF = "types:\n  slurm:\n    stall_after: 0\n"  # no progress probe: the check as it was before
 
 
+def two_ways(n: int, hosts: int, latency: float, rounds: int, first: dict[str, Any], second: dict[str, Any]
+             ) -> dict[str, float]:
+    """A steady-state poll of ``n`` running jobs two ways (``per_poll``'s keyword arguments):
+    commands and wall time, the best of ``rounds`` each (the difference is small beside the
+    machine's noise)."""
+    a = [per_poll(n, hosts, latency, baseline=False, **first) for _ in range(rounds)]
+    b = [per_poll(n, hosts, latency, baseline=False, **second) for _ in range(rounds)]
+    return {"a": min(r["ours"] for r in a), "b": min(r["ours"] for r in b),
+            "a_calls": a[0]["our_calls"], "b_calls": b[0]["our_calls"]}
+
+
 def probe_cost(n: int, hosts: int, latency: float, rounds: int) -> dict[str, float]:
-    """A steady-state poll of ``n`` running jobs with the progress probe (a stat of every job's
-    log and the cluster's clock, in the same call) and without it: commands and wall time, the
-    best of ``rounds`` each (the extra time is small beside the machine's noise)."""
+    """With the progress probe (a stat of every job's log and the cluster's clock, in the same
+    call) and without it."""
     with tempfile.TemporaryDirectory() as d:
         off = Path(d) / "probe-off.yaml"
         off.write_text(PROBE_OFF)
-        on_runs = [per_poll(n, hosts, latency, baseline=False) for _ in range(rounds)]
-        off_runs = [per_poll(n, hosts, latency, baseline=False, config_file=str(off)) for _ in range(rounds)]
-    return {"on": min(r["ours"] for r in on_runs), "off": min(r["ours"] for r in off_runs),
-            "on_calls": on_runs[0]["our_calls"], "off_calls": off_runs[0]["our_calls"]}
+        return two_ways(n, hosts, latency, rounds, {}, {"config_file": str(off)})
 
 
 # ---------------------------------------------------------------- 6. mass completion
@@ -362,6 +371,56 @@ def follower(events: int, idle_seconds: float) -> dict[str, float]:
             "max": waits[-1], "cpu": (cpu1[0] - cpu0[0]) / (t1 - t0) * 100}
 
 
+# ---------------------------------------------------------------- 7. READY on the real cluster
+
+SERVE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "deploy" / "server" / "serve.py"
+
+
+def ready_latency(host: str, interval: float) -> float | None:
+    """Seconds from the stand-in server's startup line reaching its log (seen here: the cluster
+    runs on this machine) to `jobmon watch --interval` printing READY; None without a cluster."""
+    import queue
+    import socket
+    import threading
+
+    if subprocess.run(["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=3", host, "sinfo -h"],
+                      capture_output=True, stdin=subprocess.DEVNULL).returncode != 0:
+        return None
+    with tempfile.TemporaryDirectory() as d, socket.socket() as sock:
+        tmp = Path(d)
+        os.chmod(tmp, 0o755)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        sock.close()
+        wrap = f"exec python3 {SERVE} {port} {tmp / 'sick'}"
+        job = subprocess.run(["ssh", host, f"sbatch --parsable --chdir {tmp} --job-name jobmon-bench --wrap '{wrap}'"],
+                             capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL).stdout.strip()
+        common = ["--root", str(tmp), "--session", "bench"]
+        jobmon = [sys.executable, str(Path(__file__).resolve().parent.parent / "jobmon" / "__main__.py")]
+        subprocess.run([*jobmon, "add", "--type", "deploy", "--id", job, "--host", host, *common], check=True,
+                       capture_output=True)
+        watch = subprocess.Popen([*jobmon, "watch", "--json", "--interval", str(interval), *common],
+                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        ready: queue.Queue[float] = queue.Queue()
+
+        def read() -> None:
+            for line in watch.stdout or ():
+                if json.loads(line).get("to") == "READY":
+                    ready.put(time.monotonic())
+
+        threading.Thread(target=read, daemon=True).start()
+        log = tmp / f"slurm-{job}.out"
+        try:
+            while b"Application startup complete." not in (log.read_bytes() if log.exists() else b""):
+                time.sleep(0.005)
+            written = time.monotonic()
+            return ready.get(timeout=interval + 60) - written
+        finally:
+            subprocess.run(["ssh", host, f"scancel {job}"], stdin=subprocess.DEVNULL)
+            watch.terminate()
+            watch.wait(30)
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -375,13 +434,22 @@ def machine() -> str:
 
 
 def deploy_cost(n: int, hosts: int, latency: float, rounds: int) -> dict[str, float]:
-    """A steady-state poll of ``n`` running jobs as deploy (READY servers: each log's new lines
-    read from its offset and one health probe each, in the same call) and as plain slurm:
-    commands and wall time, the best of ``rounds`` each."""
-    deploy = [per_poll(n, hosts, latency, baseline=False, kind="deploy") for _ in range(rounds)]
-    plain = [per_poll(n, hosts, latency, baseline=False) for _ in range(rounds)]
-    return {"deploy": min(r["ours"] for r in deploy), "slurm": min(r["ours"] for r in plain),
-            "deploy_calls": deploy[0]["our_calls"], "slurm_calls": plain[0]["our_calls"]}
+    """As deploy (READY servers: each log watched from its offset and one health probe each, in
+    the same call) and as plain slurm."""
+    return two_ways(n, hosts, latency, rounds, {"kind": "deploy"}, {})
+
+
+def side_by_side(out: list[str], title: str, note: str, names: tuple[str, str], sizes: list[tuple[int, int]],
+                 measure: Callable[[int, int], dict[str, float]]) -> None:
+    """One table of ``two_ways`` figures: commands and wall time each way, and the difference."""
+    a, b = names
+    out += ["", title, note, "", f"| jobs | hosts | commands, {a} | commands, {b} | wall, {a} | wall, {b} | extra per poll |",
+            "|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, h in sizes:
+        r = measure(n, h)
+        out.append(f"| {n} | {h} | {r['a_calls']} | {r['b_calls']} | {r['a']:.2f} s | {r['b']:.2f} s "
+                   f"| {(r['a'] - r['b']) * 1000:+.0f} ms |")
+        print(out[-1], file=sys.stderr)
 
 
 def main() -> int:
@@ -415,28 +483,18 @@ def main() -> int:
         out.append(f"| {n} | {h} | {r['our_calls']} | – | {r['ours']:.2f} s | – | {r['ours'] / args.latency:.2f} | – |")
         print(out[-1], file=sys.stderr)
 
-    out += ["", "### 1b. The progress probe (stalls): one poll of running jobs with it and without it",
-            f"Fake ssh latency {args.latency * 1000:.0f} ms. Each job has one log file, which the probe stats in the "
-            "same call as sacct and squeue (with the cluster's `date`). Best of 3 polls each.", "",
-            "| jobs | hosts | commands, probe on | commands, probe off | wall, probe on | wall, probe off | extra per poll |",
-            "|---:|---:|---:|---:|---:|---:|---:|"]
-    for n, h in [(10, 1)] if args.quick else [(100, 1), (500, 1), (500, 10)]:
-        r = probe_cost(n, h, args.latency, 1 if args.quick else 3)
-        out.append(f"| {n} | {h} | {r['on_calls']} | {r['off_calls']} | {r['on']:.2f} s | {r['off']:.2f} s "
-                   f"| {(r['on'] - r['off']) * 1000:+.0f} ms |")
-        print(out[-1], file=sys.stderr)
-
-    out += ["", "### 1c. Deployments: one poll of READY servers (log read and health probe) vs the same jobs as slurm",
-            f"Fake ssh latency {args.latency * 1000:.0f} ms. Each deploy job's new log lines are read from its offset "
-            "and its `/health` asked (a fake `curl` that answers 200 at once), in the same call as sacct and squeue. "
-            "Best of 3 polls each.", "",
-            "| jobs | hosts | commands, deploy | commands, slurm | wall, deploy | wall, slurm | extra per poll |",
-            "|---:|---:|---:|---:|---:|---:|---:|"]
-    for n, h in [(10, 1)] if args.quick else [(10, 1), (100, 1), (100, 10)]:
-        r = deploy_cost(n, h, args.latency, 1 if args.quick else 3)
-        out.append(f"| {n} | {h} | {r['deploy_calls']} | {r['slurm_calls']} | {r['deploy']:.2f} s | {r['slurm']:.2f} s "
-                   f"| {(r['deploy'] - r['slurm']) * 1000:+.0f} ms |")
-        print(out[-1], file=sys.stderr)
+    rounds = 1 if args.quick else 3
+    side_by_side(out, "### 1b. The progress probe (stalls): one poll of running jobs with it and without it",
+                 f"Fake ssh latency {args.latency * 1000:.0f} ms. Each job has one log file, which the probe stats in the "
+                 "same call as sacct and squeue (with the cluster's `date`). Best of 3 polls each.",
+                 ("probe on", "probe off"), [(10, 1)] if args.quick else [(100, 1), (500, 1), (500, 10)],
+                 lambda n, h: probe_cost(n, h, args.latency, rounds))
+    side_by_side(out, "### 1c. Deployments: one poll of READY servers vs the same jobs as slurm",
+                 f"Fake ssh latency {args.latency * 1000:.0f} ms. Each deploy job's log is watched from its offset (past "
+                 "READY, only for a restart) and its `/health` asked (a fake `curl` that answers 200 at once), side by "
+                 "side, in the same call as sacct and squeue. Best of 3 polls each.",
+                 ("deploy", "slurm"), [(10, 1)] if args.quick else [(10, 1), (100, 1), (100, 10)],
+                 lambda n, h: deploy_cost(n, h, args.latency, rounds))
 
     out += ["", "### 2. A real ssh round trip (`ssh host true`) to sshd on 127.0.0.1", ""]
     rows = []
@@ -479,6 +537,17 @@ def main() -> int:
         out.append(f"| {n} | {h} | {b['calls']} | {b['printed']:.2f} s | {b['printed'] / b['quiet']:.2f} "
                    f"| {b['wall']:.2f} s | {p['calls']} | {p['wall']:.1f} s | {p['wall'] / b['wall']:.0f}× |")
         print(out[-1], file=sys.stderr)
+
+    seen = [(i, ready_latency(args.host, i)) for i in ((1.0,) if args.quick else (1.0, 5.0))]
+    if any(r is None for _, r in seen):
+        out += ["", f"### 7. READY on the real cluster: skipped, `ssh {args.host} sinfo` does not answer"]
+    else:
+        out += ["", "### 7. READY on the real cluster: the server's startup line written → `jobmon watch` prints READY",
+                "The e2e cluster's stand-in server (tests/fixtures/deploy/server/serve.py) as a SLURM job; "
+                "`--interval` as given. One run each.", "",
+                "| interval | log line → READY printed | / interval |", "|---:|---:|---:|",
+                *(f"| {i:g} s | {r:.2f} s | {r / i:.2f} |" for i, r in seen if r is not None)]
+        print(*out[-len(seen):], sep="\n", file=sys.stderr)
 
     text = "\n".join(out) + "\n"
     if args.write is None:
