@@ -145,6 +145,8 @@ def per_poll(n: int, hosts: int, latency: float, baseline: bool = True, config_f
              kind: str = "slurm") -> dict[str, float]:
     with polled(n, hosts, latency, config_file, kind) as p:
         p.watcher.cycle(everything=True)  # first sighting: NEW -> RUNNING for every job
+        if kind == "deploy":
+            p.watcher.cycle(everything=True)  # the first read of each running job's log
         calls(p.tmp)
         start = time.monotonic()
         p.watcher.cycle(everything=True)  # a steady-state poll

@@ -28,10 +28,13 @@ if TYPE_CHECKING:
 
     from jobmon.eventlog import Cursor, EventLog
 
-DEFAULT_ON = ("failure", "never_starts", "stalled")
+# What needs a person: an end that failed, a job that will never start or has stalled, a server
+# that stopped answering or never came up.
+DEFAULT_ON = ("failure", "never_starts", "stalled", "unhealthy", "not_ready")
 # What every config may name: an end by its outcome, and the engine's own key events. The names
-# of the job types' key events (slurm's NEVER_STARTS) are added at load.
-ENGINE_KINDS = ("success", "failure", "stalled", "resumed", "unreachable", "recovered", "progress")
+# of the job types' key events (slurm's NEVER_STARTS, deploy's READY) are added at load.
+ENGINE_KINDS = ("success", "failure", "stalled", "resumed", "unreachable", "recovered", "progress",
+                "unhealthy", "healthy", "not_ready")
 TIMEOUT = 10.0  # seconds one send may take, connection and answer together
 MAX_TIMEOUT = 120.0  # a poller's last wait for its sends is bounded by it
 RETRY_AFTER = 5.0  # seconds before the one retry of a failed send

@@ -62,6 +62,9 @@ def test_loading_then_ready_with_the_endpoint_each_once(home: Home, cluster: Clu
                              "or raise gpu_memory_utilization (log: "),
     ("address_in_use.log", "[Errno 98] error while attempting to bind on address ('0.0.0.0', 8000): address already in use"),
     ("vllm_address_in_use.log", "[Errno 98] Address already in use"),
+    # uvicorn's startup line comes before its bind: no READY before the error
+    ("uvicorn_address_in_use_plain.log", "[Errno 98] error while attempting to bind on address ('0.0.0.0', 8000): "
+                                         "address already in use"),
     ("vllm_cuda_oom.log", "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate"),
     ("nccl_init.log", "ncclInternalError: Internal check failed."),
     ("pyxis_import.log", "container import failed"),

@@ -211,6 +211,8 @@ def test_until_ready_ends_the_watch_at_ready_and_the_poller_goes_on_to_report_th
     log = cluster.output("80", "")
     ran = jobmon("add", "--type", "deploy", "--id", "80", "--host", "c", "--config", str(conf), *home.args())
     assert ran.code == 0, ran.err
+    cluster.set("81", "RUNNING")  # a training run beside the server: it has no READY, so it holds nothing up
+    assert jobmon("add", "--type", "slurm", "--id", "81", "--host", "c", "--config", str(conf), *home.args()).code == 0
     watch = subprocess.Popen([str(WATCH), "--until", "ready", "--json", "--config", str(conf), *home.args()],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     wait_until(lambda: (home.jobs() or [{}])[0].get("jobmon", {}).get("captured", {}).get("stdout"),
@@ -218,13 +220,16 @@ def test_until_ready_ends_the_watch_at_ready_and_the_poller_goes_on_to_report_th
     log.write_text((FIXTURES / "deploy" / "vllm_ready.log").read_text())
     out, err = watch.communicate(timeout=60)  # it ends by itself
     lines = [json.loads(ln) for ln in out.splitlines()]
-    assert [(e["kind"], e["to"]) for e in lines] == [("state", "RUNNING"), ("event", "LOADING"), ("event", "READY"),
-                                                     ("summary", None)], err
+    assert sorted((e["kind"], e["to"], e["id"]) for e in lines if e["kind"] == "state") == [
+        ("state", "RUNNING", "80"), ("state", "RUNNING", "81")], err
+    assert [(e["kind"], e["to"]) for e in lines if e["kind"] != "state"] == [
+        ("event", "LOADING"), ("event", "READY"), ("summary", None)], err
     assert lines[-1]["detail"] == ("ready: deploy 80@c at http://gpu07:8000; still registered: the poller goes on "
                                    "and logs how it ends")
-    assert [j["id"] for j in home.jobs()] == ["80"] and alive(poller_pid(home))
+    assert [j["id"] for j in home.jobs()] == ["80", "81"] and alive(poller_pid(home))
+    cluster.set("81", "COMPLETED")
     cluster.set("80", "FAILED", "1:0")  # no watch armed: the poller still ends it
     (cluster.dir / "80.queue").unlink()  # the controller has let go of it
-    wait_until(lambda: home.history(), "the end to reach history")
+    wait_until(lambda: len(home.history()) == 2, "the ends to reach history")
     after = watch_for(home, str(conf), "1m")
-    assert ends(after) == [("80", "FAILED")]
+    assert sorted(ends(after)) == [("80", "FAILED"), ("81", "COMPLETED")]

@@ -70,7 +70,8 @@ types:
     assert names(cfg.notify_targets("", "eos2")) == ["json://127.0.0.1:1/eos"]  # a host's UNREACHABLE line
     (top,) = cfg.notify_targets("local")
     assert (top.name, top.on, top.timeout) == (
-        f"{tmp_path / 'm.yaml'}: notify.0 (json://127.0.0.1:1/top)", {"failure", "never_starts", "stalled"}, 10.0)
+        f"{tmp_path / 'm.yaml'}: notify.0 (json://127.0.0.1:1/top)",
+        {"failure", "never_starts", "stalled", "unhealthy", "not_ready"}, 10.0)
     (slurm,) = cfg.notify_targets("slurm")
     assert (slurm.on, slurm.timeout) == ({"failure", "stalled", "success"}, 3.0)  # `on:` as people write it
     assert len(cfg.notify.every()) == 4
@@ -172,13 +173,15 @@ def key(job: str, name: str) -> Event:
     return Event(kind="event", type="slurm", id=job, host="eos", before="RUNNING", after=name, detail="for 0:30:00")
 
 
-def test_by_default_failures_never_starts_and_stalls_are_told_not_successes() -> None:
+def test_by_default_failures_never_starts_stalls_and_sick_servers_are_told_not_successes() -> None:
     events = [end("1", "FAILED", "failure"), end("2", "COMPLETED", "success"), key("3", "NEVER_STARTS"),
               key("4", "STALLED"), key("4", "RESUMED"), end("5", "LOST", "failure"),
-              Event(kind="state", type="slurm", id="6", host="eos", before="PENDING", after="RUNNING")]
+              Event(kind="state", type="slurm", id="6", host="eos", before="PENDING", after="RUNNING"),
+              key("7", "READY"), key("7", "UNHEALTHY"), key("7", "HEALTHY"), key("8", "NOT_READY")]
     default, both = target(), target(("success", "failure"))
     routed = notify.route(events, lambda e: (default, both))
-    assert [e.id for e in routed[default.key]] == ["1", "3", "4", "5"]
+    assert [(e.id, e.after) for e in routed[default.key]] == [  # a server that stopped answering or never came up
+        ("1", "FAILED"), ("3", "NEVER_STARTS"), ("4", "STALLED"), ("5", "LOST"), ("7", "UNHEALTHY"), ("8", "NOT_READY")]
     assert [e.id for e in routed[both.key]] == ["1", "2", "5"]
 
 
