@@ -701,8 +701,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "itself but makes sure a detached poller runs")
     p.add_argument("--detach", action="store_true", help="start a poller in the background (if none runs), print its pid")
     p.add_argument("--until", choices=["ready"],
-                   help="ready: end once every job left is READY (a deployment that can take requests); the jobs "
-                        "stay registered and a detached poller goes on")
+                   help="ready: end once every job whose type has a ready event has reached it (a deployment's READY: "
+                        "it can take requests); the jobs stay registered and a detached poller goes on")
     p = add("poll", cmd_poll, "the poller alone, in the foreground, printing nothing (what watch --detach starts)",
             [common, interval])
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the watch lock, handed over by its starter
