@@ -34,6 +34,7 @@ def test_loading_then_ready_with_the_endpoint_each_once(home: Home, cluster: Clu
                                                         ready: str) -> None:
     text = (LOGS / log).read_text()
     first, rest = halves(log, "Application startup complete.")
+    curl(cluster, "200")  # the probe after READY asks gpu07, which this machine cannot reach
     cluster.set("80", "RUNNING")
     cluster.queue("80", "RUNNING", node="gpu[07-08]")  # two nodes: the server listens on the first
     path = cluster.output("80", "")

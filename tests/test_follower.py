@@ -208,6 +208,7 @@ def test_until_ready_ends_the_watch_at_ready_and_the_poller_goes_on_to_report_th
     conf.write_text("types: {slurm: {interval: 0.1}, deploy: {interval: 0.1}}\n")
     cluster.set("80", "RUNNING")
     cluster.queue("80", "RUNNING", node="gpu07")
+    cluster.fakebin.add("curl", "#!/bin/sh\nprintf 200\n")  # gpu07 answers: no UNHEALTHY races the summary
     log = cluster.output("80", "")
     ran = jobmon("add", "--type", "deploy", "--id", "80", "--host", "c", "--config", str(conf), *home.args())
     assert ran.code == 0, ran.err
