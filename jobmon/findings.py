@@ -51,13 +51,14 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str], know
                job: Mapping[str, Any] | None = None) -> list[tuple[str, str, dict[str, str]]]:
     """Key events in new output: (name, what to say, named groups), each name said once, in
     output order. ``known``: what the job's earlier events found, for a pattern that ``needs`` it;
-    ``job``: its row's groups (where it runs), which every text may use.
+    ``job``: its fields, its row's groups (where it runs) and ``running_for``, which every text may use.
 
     A pattern with ``step`` follows progress: its ``percent`` group is reported each time it
     reaches a new multiple of ``step`` (the highest one in this text only), named ``name@N``,
     or ``name[task]@N`` per value of a ``task`` group (e.g. each task of a pipeline).
     """
     done = set(seen)
+    job_values = dict(job or {})  # what every text sees as ``job``
     found: list[tuple[int, str, str, dict[str, str]]] = []
     for pattern in patterns:
         if pattern.field:
@@ -75,14 +76,14 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str], know
                     best[part] = (bucket, match)
             for part, (bucket, match) in best.items():
                 key = f"{pattern.name}[{part}]" if part else pattern.name
-                found.append((match.start(), f"{key}@{bucket}", *_event(pattern, match, text, dict(job or {}))))
+                found.append((match.start(), f"{key}@{bucket}", *_event(pattern, match, text, job_values)))
             continue
         if pattern.each:  # once per distinct value, e.g. each Slurm job a pipeline launches
             for match in pattern.regex.finditer(text):
                 key = f"{pattern.name}[{(match.group(1) or '').strip()}]"
                 if key not in done:
                     done.add(key)
-                    found.append((match.start(), key, *_event(pattern, match, text, dict(job or {}))))
+                    found.append((match.start(), key, *_event(pattern, match, text, job_values)))
             continue
         if pattern.name in done:
             continue
@@ -90,15 +91,15 @@ def key_events(text: str, patterns: Iterable[Pattern], seen: Iterable[str], know
             continue  # after the others: what they find before it is known to it
         match = pattern.regex.search(text)
         if match:
-            found.append((match.start(), pattern.name, *_event(pattern, match, text, dict(job or {}))))
+            found.append((match.start(), pattern.name, *_event(pattern, match, text, job_values)))
     for pattern in patterns:
         if pattern.needs and pattern.name not in done:
-            found += _when_known(pattern, text, found, known or {}, job or {})
+            found += _when_known(pattern, text, found, known or {}, job_values)
     return [(name, said, groups) for _, name, said, groups in sorted(found, key=lambda f: f[0])]
 
 
 def _when_known(pattern: Pattern, text: str, found: list[tuple[int, str, str, dict[str, str]]],
-                known: Mapping[str, str], job: Mapping[str, Any]) -> list[tuple[int, str, str, dict[str, str]]]:
+                known: Mapping[str, str], job: dict[str, Any]) -> list[tuple[int, str, str, dict[str, str]]]:
     """A pattern that ``needs`` names, at its first match where they are all known: kept from
     the job's earlier events, or found earlier in this output (a server's URL line, then its
     startup line; or uvicorn's startup line first, its URL only once the port is bound)."""
@@ -110,7 +111,7 @@ def _when_known(pattern: Pattern, text: str, found: list[tuple[int, str, str, di
         values.update(_groups(match))
         if all(values.get(n) for n in pattern.needs):
             extra = {n: values[n] for n in pattern.needs if n not in match.groupdict()}
-            return [(match.start(), pattern.name, *_event(pattern, match, text, dict(job), extra))]
+            return [(match.start(), pattern.name, *_event(pattern, match, text, job, extra))]
     return []
 
 

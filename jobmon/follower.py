@@ -114,7 +114,7 @@ class Follower:
         for job in jobs:
             jtype, _ = self.config.resolve(job.type, job.host)
             if jtype.ready is not None:
-                (ready if jtype.ready in job.book.seen else waiting).append(job)
+                (ready if jtype.reached_ready(job.book.seen) else waiting).append(job)
         if not ready or waiting:
             return False
         where = ", ".join(f"{j.type} {j.label}" + (f" at {(j.book.captured or {}).get('url')}"

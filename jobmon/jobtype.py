@@ -118,6 +118,11 @@ class Pattern:
     # for the health probe); the job's checks and actions see them.
     keep: tuple[tuple[str, Any], ...] = ()
 
+    @property
+    def gives(self) -> set[str]:
+        """The names a found event leaves the job: its regex's groups and what it keeps."""
+        return set(self.regex.groupindex) | {k for k, _ in self.keep}
+
 
 @dataclass(frozen=True)
 class Delegate:
@@ -211,6 +216,10 @@ class JobType:
     # it, and a job running ``ready_within`` seconds without it gets one NOT_READY line.
     ready: str | None = None
     ready_within: float = 1800.0
+
+    def reached_ready(self, seen: Iterable[str]) -> bool:
+        """Whether a job that has said these key events has reached its type's ready event."""
+        return self.ready is not None and self.ready in seen
 
     def problem(self, values: Mapping[str, str]) -> str | None:
         """Why these job values cannot be registered (one line), or None."""
@@ -343,16 +352,13 @@ def build_patterns(raw: list[Mapping[str, Any]], key: str, where: Where,
 def _known_needs(patterns: list[Pattern], key: str, given: set[str], where: Where) -> None:
     """What a pattern ``needs`` must come from somewhere: a field, or a group or ``keep`` of an
     event that needs nothing (found first, wherever it is listed) or of one listed before it."""
-    def gives(p: Pattern) -> set[str]:
-        return set(p.regex.groupindex) | {k for k, _ in p.keep}
-
-    known = given.union(*(gives(p) for p in patterns if not p.needs and not p.field))
+    known = given.union(*(p.gives for p in patterns if not p.needs and not p.field))
     for i, pattern in enumerate(patterns):
         for j, need in enumerate(pattern.needs):
             if need not in known:
                 raise where.error((key, str(i), "needs", str(j)), f"no field, and no other event with a "
                                                                    f"(?P<{need}>…) group or a keep of that name")
-        known |= gives(pattern)
+        known |= pattern.gives
 
 
 def _values(raw: Any, names: set[str], where: Where, at: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
@@ -495,7 +501,7 @@ def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, 
     events = build_patterns(body.get("events", []), "events", where, given=set(fields) - {"id"})
     diagnosis = build_patterns(body.get("diagnosis", []), "diagnosis", where) + common
     metrics = build_patterns(body.get("metrics", []), "metrics", where)
-    captured = {g for p in events for g in p.regex.groupindex} | {k for p in events for k, _ in p.keep}
+    captured = set().union(*(p.gives for p in events))
     result_vars = job_vars | set(RESULT_VARS) | row_vars(probe) | captured
     delegate = None
     if body.get("delegate"):
@@ -555,22 +561,24 @@ def build(name: str, body: Mapping[str, Any], settings: Settings, where: Where, 
         sources=sources,
         progress=_progress(body, probe, where),
         health=_health(body.get("health"), probe, where),
-        ready=_ready(body, events, where),
-        ready_within=float(body.get("ready_within", 1800)),
+        **_ready(body, events, where),
     )
 
 
-def _ready(body: Mapping[str, Any], events: tuple[Pattern, ...], where: Where) -> str | None:
+def _ready(body: Mapping[str, Any], events: tuple[Pattern, ...], where: Where) -> dict[str, Any]:
+    """``ready`` and ``ready_within`` as JobType takes them; none without ``ready``."""
     event = body.get("ready")
     if event is None:
         if "ready_within" in body:
             raise where.error(("ready_within",), "needs `ready`: the key event it waits for")
-        return None
+        return {}
     if event not in {p.name for p in events if not p.each and not p.step}:
         raise where.error(("ready",), f"'{event}' is none of the type's events (said once each)")
-    if float(body.get("ready_within", 1800)) <= 0:
+    if "ready_within" not in body:
+        return {"ready": str(event)}
+    if float(body["ready_within"]) <= 0:
         raise where.error(("ready_within",), "must be greater than 0 (seconds)")
-    return str(event)
+    return {"ready": str(event), "ready_within": float(body["ready_within"])}
 
 
 def _health(raw: Mapping[str, Any] | None, probe: Probe, where: Where) -> Health | None:

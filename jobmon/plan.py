@@ -121,7 +121,7 @@ def batch_values(job: Job, jtype: JobType, probe: Probe) -> dict[str, object]:
     blank = {name: "" for name in (probe.capture.groupindex if probe.capture is not None else ())}
     return {**blank, **(job.book.captured or {}), **job.values(), "last_status": job.last_status,
             "capture": needs_capture(job, jtype, probe), "stalling": stalling(job.book, jtype),
-            "offset": job.book.offset, "ready": jtype.ready is not None and jtype.ready in job.book.seen}
+            "offset": job.book.offset, "ready": jtype.reached_ready(job.book.seen)}
 
 
 def as_running(job: Job, jtype: JobType) -> tuple[Job, str]:
@@ -158,8 +158,7 @@ def needs_capture(job: Job, jtype: JobType, probe: Probe) -> bool:
 
 def blank_values(jtype: JobType) -> dict[str, str]:
     """Every name a result template may use and a check may not have captured, as ""."""
-    names = row_vars(jtype.check) | {g for p in jtype.events for g in p.regex.groupindex} | {
-        k for p in jtype.events for k, _ in p.keep}
+    names = row_vars(jtype.check).union(*(p.gives for p in jtype.events))
     return {name: "" for name in names}
 
 

@@ -623,7 +623,7 @@ def started_over(book: Book, jtype: JobType) -> Book:
     and so is the old run's health. A ``field`` event (said of the row) and ``each`` and
     ``step`` ones (said by value) stand."""
     run = {p.name for p in jtype.events if not (p.field or p.each or p.step)} | {NOT_READY}
-    found = {g for p in jtype.events if not p.field for g in (*p.regex.groupindex, *(k for k, _ in p.keep))}
+    found = set().union(*(p.gives for p in jtype.events if not p.field))
     captured = {k: v for k, v in (book.captured or {}).items() if k not in found | {"cause", "last_line"}}
     return book._replace(seen=tuple(s for s in book.seen if s not in run), captured=captured or None, health=None)
 
@@ -642,7 +642,7 @@ def overdue(book: Book, text: str, jtype: JobType, state: str, now: datetime) ->
         captured.update({k: v[:300] for k, v in (("cause", cause), ("last_line", last)) if v})
         book = book._replace(captured=captured)
     since = clock.parse(book.running_at or "")
-    if jtype.category(state) != "running" or since is None or {jtype.ready, NOT_READY} & set(book.seen):
+    if jtype.category(state) != "running" or since is None or jtype.reached_ready(book.seen) or NOT_READY in book.seen:
         return book, ()
     running_for = (clock.aware(now) - since).total_seconds()
     if running_for < jtype.ready_within:
