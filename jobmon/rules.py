@@ -539,6 +539,8 @@ def advance(
     running = jtype.category(state) == "running"
     if running != bool(book.running_at):
         book = book._replace(running_at=clock.stamp(now) if running else None)
+        if not running and jtype.ready and not jtype.terminal(state):
+            book = started_over(book, jtype)  # requeued: no longer ready; its next run comes up afresh
     book, said = stall(book, obs.progress, jtype, state)
     book, answered = health(book, obs.health, jtype, state)
     book, late = overdue(book, obs.text, jtype, state, now)
@@ -616,12 +618,12 @@ NOT_READY = "NOT_READY"
 
 
 def started_over(book: Book, jtype: JobType) -> Book:
-    """A job whose type has a ``ready`` event (a server), its log shorter than where the last
-    read stopped: a new run wrote it afresh (SLURM truncates a requeued job's output), and must
-    come up again. That run's key events are still to come: the ones said
-    once (LOADING, READY, NOT_READY) are forgotten with what they kept (a URL on the old node),
-    and so is the old run's health. A ``field`` event (said of the row) and ``each`` and
-    ``step`` ones (said by value) stand."""
+    """A job whose type has a ``ready`` event (a server) that stopped running (requeued, or
+    held) or whose log is shorter than where the last read stopped (a new run wrote it afresh):
+    it is no longer ready, and its next run must come up again. That run's key events are still
+    to come: the ones said once (LOADING, READY, NOT_READY) are forgotten with what they kept (a
+    URL on the old node), and so is the old run's health. A ``field`` event (said of the row)
+    and ``each`` and ``step`` ones (said by value) stand."""
     run = {p.name for p in jtype.events if not (p.field or p.each or p.step)} | {NOT_READY}
     found = set().union(*(p.gives for p in jtype.events if not p.field))
     captured = {k: v for k, v in (book.captured or {}).items() if k not in found | {"cause", "last_line"}}

@@ -196,10 +196,16 @@ def test_ready_servers_are_probed_side_by_side_and_each_answer_is_its_own(home: 
         ("88", "UNHEALTHY", "3 failed probes in a row: HTTP 503")]
 
 
-def test_a_requeued_deployment_says_loading_and_ready_again_at_its_new_node(home: Home, cluster: Cluster) -> None:
-    """SLURM truncates a requeued job's output: a log shorter than where the last read stopped is
-    a new run, whose LOADING and READY (on the node it runs on now) are still to come. Past
-    READY the log is not read, only watched for that."""
+@pytest.mark.parametrize(("requeued", "truncated"), [
+    (True, True),    # SLURM truncates a requeued job's output (its default --open-mode)
+    (True, False),   # --open-mode=append: the new run's lines come after the old ones
+    (False, True),   # the job runs on: a wrapper restarted the server, which wrote its log afresh
+], ids=["requeued", "requeued-append", "restarted-in-place"])
+def test_a_server_that_comes_up_again_says_loading_and_ready_again_where_it_runs(
+        home: Home, cluster: Cluster, requeued: bool, truncated: bool) -> None:
+    """A deployment that stops running is no longer ready, and so is one whose log is shorter
+    than where the last read stopped: its next run's LOADING and READY (on the node it runs on
+    now) are still to come. Past READY the log is not read, only watched for that."""
     text = (LOGS / "vllm_ready.log").read_text()
     curl(cluster, "200")
     cluster.set("89", "RUNNING")
@@ -214,16 +220,19 @@ def test_a_requeued_deployment_says_loading_and_ready_again_at_its_new_node(home
         f.write(text)
     w.cycle(everything=True)
     assert said(out) == []
-    cluster.set("89", "REQUEUED")
-    cluster.queue("89", "PENDING", reason="BeginTime")
-    path.write_text("")
+    expected = [("LOADING", "meta-llama/Llama-3.1-8B-Instruct"), ("READY", "http://gpu07:8000")]
+    if requeued:
+        cluster.set("89", "REQUEUED")
+        cluster.queue("89", "PENDING", reason="BeginTime")
+        w.cycle(everything=True)
+        assert "READY" not in home.jobs()[0]["jobmon"].get("seen", [])  # pending: no server to send to
+        cluster.set("89", "RUNNING")
+        cluster.queue("89", "RUNNING", node="gpu09")
+        expected = [("PENDING", "BeginTime"), ("RUNNING", ""), expected[0], ("READY", "http://gpu09:8000")]
+    old = "" if truncated else path.read_text()
+    path.write_text(old + text[: len(text) // 2])
     w.cycle(everything=True)
-    cluster.set("89", "RUNNING")
-    cluster.queue("89", "RUNNING", node="gpu09")
-    path.write_text(text[: len(text) // 2])
-    w.cycle(everything=True)
-    path.write_text(text)
+    path.write_text(old + text)
     w.cycle(everything=True)
     got = [(to, d.split(",")[0]) for _, to, d in said(out)]
-    assert got == [("PENDING", "BeginTime"), ("RUNNING", ""), ("LOADING", "meta-llama/Llama-3.1-8B-Instruct"),
-                   ("READY", "http://gpu09:8000")], got
+    assert got == expected, got
