@@ -16,6 +16,11 @@ docs/performance.md with a description of the machine.
    job (how it ran before), side by side.
 7. A deployment on the e2e cluster: from its server writing "Application startup complete." to
    `jobmon watch` printing READY, at two intervals. Skipped if the cluster is not up.
+8. `jobmon events` on a 100,000-event log with 10 new events: this tree (finds its place by
+   halving the file) vs main at 4224a2a (read and parsed the log whole), as whole processes.
+9. A mass completion (150 and 2,000 ends, one in 15 failed) as the model reads it through the
+   Monitor (tests/harness.py's emulator): ends and causes read, notifications used, the time to
+   the last end read; this tree vs main at 4224a2a (bench/delivery.py).
 """
 from __future__ import annotations
 
@@ -423,6 +428,108 @@ def ready_latency(host: str, interval: float) -> float | None:
             watch.wait(30)
 
 
+# ---------------------------------------------------------------- 8. `jobmon events` on a long log
+
+BASELINE = "4224a2a"  # main before the event log found its place by halving
+
+
+def baseline_tree(commit: str = BASELINE) -> Path:
+    """main at ``commit``, checked out beside this tree (a git worktree, made once)."""
+    tree = Path(tempfile.gettempdir()) / f"jobmon-{commit}"
+    if not (tree / "jobmon" / "__main__.py").exists():
+        subprocess.run(["git", "-C", str(REPO), "worktree", "add", str(tree), commit], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return tree
+
+
+def long_log(folder: Path, n: int, cursor: int, big_last: bool) -> int:
+    """A session whose events.jsonl holds ``n`` state events of slurm jobs (~300 bytes each, as
+    EventLog.append writes them, in one file), the reader ``agent`` at ``cursor``; with
+    ``big_last`` a digest of 2,500 jobs (~200 KB) after them. How many events are new."""
+    from datetime import datetime, timezone
+
+    from jobmon.events import Event, JobRef
+
+    start = datetime(2026, 12, 1, tzinfo=timezone.utc)
+    events = [Event("state", "slurm", str(4_000_000 + i), f"cluster-{i % 4}", description=f"train-llama-{i % 97:02d}-seed7",
+                    before="PENDING", after="RUNNING", detail=f"node gpu{i % 64:02d}, elapsed 00:00:{i % 60:02d}, "
+                    "partition batch, account ml-research", time=start, seq=i + 1) for i in range(n)]
+    if big_last:
+        jobs = tuple(JobRef("slurm", str(5_000_000 + j), "cluster-0", "RUNNING", "COMPLETED") for j in range(2500))
+        events.append(Event("changes", detail="2500 jobs moved", jobs=jobs, time=start, seq=n + 1))
+    (folder / "readers").mkdir(parents=True)
+    (folder / "events.jsonl").write_text("".join(json.dumps(e.to_json(), ensure_ascii=False) + "\n" for e in events))
+    (folder / "events.seq").write_text(f"{len(events)}\n")
+    (folder / "readers" / "agent.seq").write_text(f"{cursor}\n")
+    for path in folder.rglob("*"):
+        path.chmod(0o700 if path.is_dir() else 0o600)
+    folder.chmod(0o700)
+    return len(events) - cursor
+
+
+def measured(argv: list[str], env: dict[str, str], cwd: Path) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MB) and stdout of one whole process. The RSS by GNU time, whose
+    child starts small: a child of this process (by fork or vfork) keeps this process's
+    resident size as its high-water mark through exec, and this one holds what built the log."""
+    timer = Path("/usr/bin/time")
+    with tempfile.TemporaryDirectory() as d:
+        said = Path(d) / "rss"
+        wrap = [str(timer), "-f", "%M", "-o", str(said)] if timer.exists() else []
+        start = time.monotonic()
+        ran = subprocess.run([*wrap, *argv], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             stdin=subprocess.DEVNULL, text=True, check=False)
+        wall = time.monotonic() - start
+        assert ran.returncode == 0, f"{argv}: exit {ran.returncode}"
+        peak = int(said.read_text().split()[-1]) / 1024 if wrap else float("nan")
+    return wall, peak, ran.stdout
+
+
+def events_read(n: int = 100_000, cursor: int = 99_990, rounds: int = 3, big_last: bool = False) -> dict[str, Any]:
+    """``jobmon events --session S --root R`` on a fresh copy of the session each run (the cursor
+    moves), main at 4224a2a and this tree in turn; min and median wall, peak RSS."""
+    import shutil
+
+    trees = {"main": baseline_tree(), "this": REPO}
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        session = Path(".claude") / "agents" / "bench"
+        new = long_log(tmp / "base" / session, n, cursor, big_last)
+        env = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "xdg"), "XDG_CACHE_HOME": str(tmp / "cache")}
+        walls: dict[str, list[float]] = {k: [] for k in trees}
+        rss: dict[str, list[float]] = {k: [] for k in trees}
+        for _ in range(rounds):
+            for name, tree in trees.items():  # alternated: both see the same machine
+                root = tmp / "run"
+                shutil.rmtree(root, ignore_errors=True)
+                shutil.copytree(tmp / "base", root)
+                wall, peak, printed = measured([sys.executable, str(tree / "jobmon" / "__main__.py"), "events",
+                                                "--session", "bench", "--root", str(root)], env, tmp)  # no project's monitor.yaml
+                got = len(printed.splitlines()) - 1  # the last line is the session summary
+                assert got == new, f"{name}: {got} events printed, {new} expected"
+                walls[name].append(wall)
+                rss[name].append(peak)
+        size = (tmp / "base" / session / "events.jsonl").stat().st_size
+    return {"size": size, "new": new, **{f"{k}_min": min(v) for k, v in walls.items()},
+            **{f"{k}_median": statistics.median(v) for k, v in walls.items()},
+            **{f"{k}_rss": max(v) for k, v in rss.items()}}
+
+
+def events_rows(quick: bool) -> list[str]:
+    """Part 8's table: the cursor near the end, and (unless ``quick``) the same with a 200 KB
+    last line."""
+    rows = ["| log | cursor | main at 4224a2a | this tree | main / this | RSS main | RSS this |",
+            "|---|---:|---:|---:|---:|---:|---:|"]
+    cases = [(100_000, 99_990, False)] + ([] if quick else [(100_000, 99_990, True)]) + [(10, 0, False)]
+    for n, cursor, big_last in cases:  # the last: 10 events, for scale (start-up and the summary)
+        r = events_read(n, cursor, rounds=1 if quick else 3, big_last=big_last)
+        what = f"{n:,} events, {r['size'] / 1e6:.1f} MB" + (", then a 200 KB digest" if big_last else "")
+        rows.append(f"| {what} | {cursor:,} ({r['new']} new) | {r['main_min']:.2f} s (median {r['main_median']:.2f}) "
+                    f"| {r['this_min']:.2f} s (median {r['this_median']:.2f}) | {r['main_min'] / r['this_min']:.1f}× "
+                    f"| {r['main_rss']:.0f} MB | {r['this_rss']:.0f} MB |")
+        print(rows[-1], file=sys.stderr)
+    return rows
+
+
 # ---------------------------------------------------------------- report
 
 
@@ -550,6 +657,23 @@ def main() -> int:
                 "| interval | log line → READY printed | / interval |", "|---:|---:|---:|",
                 *(f"| {i:g} s | {r:.2f} s | {r / i:.2f} |" for i, r in seen if r is not None)]
         print(*out[-len(seen):], sep="\n", file=sys.stderr)
+
+    out += ["", f"### 8. `jobmon events` on a 100,000-event log: this tree vs main at {BASELINE}",
+            ("The reader's cursor at 99,990: 10 new events to print, then the session summary. Each run is a whole "
+             "process on a fresh copy of the session, the two trees in turn; "
+             f"{'one run' if args.quick else 'min (median) of 3 runs'} each; peak RSS of the process."), "",
+            *events_rows(args.quick)]
+
+    import delivery  # bench/delivery.py: beside this file, on sys.path when run as bench/bench.py
+
+    out += ["", f"### 9. A mass completion as the model reads it through the Monitor: this tree vs main at {BASELINE}",
+            "N jobs on 3 hosts end before the first poll, one in 15 failed with its cause in its log; "
+            "`bin/jobmon-watch --for 25m` runs under tests/harness.py's emulator of Claude Code's Monitor (lines "
+            "joined for 200 ms, cut at 500 and 3,000 characters, 10 notifications then one every 2 s, the rest "
+            "dropped, stopped after 30 s of that), armed again while its last line says so. Ends read: the ids "
+            "the model read whole; the time is from the watch's start (the poll is its first second) to the "
+            "notification that told the last of them. One run each.", "",
+            *delivery.rows((150,) if args.quick else (150, 2000), baseline_tree(), f"main at {BASELINE}")]
 
     text = "\n".join(out) + "\n"
     if args.write is None:

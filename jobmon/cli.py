@@ -331,6 +331,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
     from jobmon import follower, poller
     from jobmon.events import Event, OutputClosed
+    from jobmon.pace import Pacer
 
     registry = _registry(args)
     deadline = None if args.for_ is None else time.monotonic() + parse_duration(args.for_)
@@ -350,9 +351,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
         def ensure() -> int | None:
             return poller.ensure(registry, poller.jobs_left(config, registry), poller.in_thread(watcher, polls))
     prog = [os.environ["JOBMON_PROG"]] if os.environ.get("JOBMON_PROG") else ["jobmon", "watch"]
+    shaped = _shaped(args)
     follow = follower.Follower(config, registry, watcher.log, cursor, printer, poller.at_most(ensure),
                                rearm=shlex.join([*prog, *args.argv_tail]),
-                               poller_here=lambda: any(t.is_alive() for t in polls), until_ready=args.until == "ready")
+                               poller_here=lambda: any(t.is_alive() for t in polls), until_ready=args.until == "ready",
+                               shaped=shaped, pacer=Pacer(config.delivery) if shaped else None)
 
     _stop_on_signals(follow.stop.set, watcher.stop.set)
     try:  # from here on, every end of the watch is a line on stdout too
@@ -433,24 +436,84 @@ def cmd_poll(args: argparse.Namespace) -> int:
     return OK if poller.serve(watcher, lock) else FAILED
 
 
+def _shaped(args: argparse.Namespace) -> bool:
+    """Whether what is printed is shaped for a harness (ends together as id ranges, paced):
+    not on a terminal, where a person reads every line, nor with --raw."""
+    stdout = sys.stdout
+    return not getattr(args, "raw", False) and not (stdout is not None and stdout.isatty())
+
+
+def _one_shot(args: argparse.Namespace, config: "Config", registry: "Registry"):  # type: ignore[no-untyped-def]
+    """A follower for a command that prints what is new and exits (events, wait)."""
+    from jobmon import follower
+
+    return follower.Follower(config, registry, _log(registry), _cursor(args, registry), _printer(args, config),
+                             lambda: None, rearm=_again(args), shaped=_shaped(args))
+
+
+def _again(args: argparse.Namespace) -> str:
+    """The command line that asks again, for a line that says the rest waits."""
+    import shlex
+
+    return shlex.join(["jobmon", args.command, *args.argv_tail])
+
+
+def _max_chars(args: argparse.Namespace) -> int | None:
+    if args.max_chars < 0:
+        raise Failure(f"--max-chars {args.max_chars}: must be 0 (no bound) or more", USAGE)
+    return args.max_chars or None
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     """The events not yet given to the reader, then the session summary: for an agent with no
-    Monitor tool, between turns."""
-    from jobmon import follower
+    Monitor tool, between turns. ``--if-new``: nothing at all when nothing is new (a hook)."""
+    registry = _registry(args)
+    config = _config(args)
+    follow = _one_shot(args, config, registry)
+    bound = _max_chars(args)
+    _detached(args, config, registry, quiet=True)  # nothing is left unwatched between two turns
+    if args.all:
+        follow.printer.write([line.text for line in _all_lines(follow)])
+    elif args.if_new and not follow.has_new():
+        return OK
+    elif not follow.print_new(max_chars=bound):
+        if args.if_new:  # a watch tells this reader: a hook adds nothing
+            return OK
+    elif follow.untold:
+        follow.rest_line()
+    follow.summary_line()
+    return OK
+
+
+def _all_lines(follow):  # type: ignore[no-untyped-def]
+    from jobmon import shape
+
+    return shape.lines(follow.log.since(0), as_json=follow.printer.as_json, max_line=follow.printer.max_line,
+                       group_after=follow.config.settings.aggregate_after if follow.shaped else None)
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    """Until the reader has undelivered events (or, with --until, until every job ended or is
+    ready), at most --for: print them shaped, then the summary once no job is left, and exit 0.
+    For a harness told when a command exits (Claude Code's run_in_background) and for scripts."""
+    import time
+
+    from jobmon import poller
 
     registry = _registry(args)
     config = _config(args)
-    printer = _printer(args, config)
-    log = _log(registry)
-    cursor = _cursor(args, registry)
-    follow = follower.Follower(config, registry, log, cursor, printer, lambda: None)
-    if args.all:
-        for event in log.since(0):
-            printer.emit(event)
-    else:
-        follow.print_new()
-    _detached(args, config, registry, quiet=True)  # nothing is left unwatched between two turns
-    follow.summary_line()
+    deadline = time.monotonic() + parse_duration(args.for_)
+    follow = _one_shot(args, config, registry)
+    follow.ensure_poller = poller.at_most(lambda: _detached(args, config, registry, quiet=True))
+    follow.until_ready = args.until == "ready"
+    if not follow.cursor.claim(wait=0.0, ask=False):
+        raise Failure(f"reader {follow.cursor.name} is served by a running watch, which prints its events "
+                      "(give --reader NAME for another reader)")
+    _stop_on_signals(follow.stop.set)
+    try:
+        follow.wait(deadline, until=args.until, max_chars=_max_chars(args))
+    finally:
+        follow.cursor.release()
     return OK
 
 
@@ -636,6 +699,28 @@ def cmd_skill(args: argparse.Namespace) -> int:
     return OK
 
 
+def cmd_hooks(args: argparse.Namespace) -> int:
+    """``hooks install|uninstall``: jobmon's turn-start hooks in the agent's settings; ``hooks
+    run``: what those hooks run (always exits 0: a hook must never block the user's prompt)."""
+    from pathlib import Path
+
+    from jobmon import hooks
+
+    if args.action == "run":
+        from jobmon import hookrun
+
+        return hookrun.run(args.agent, os.environ)
+    act = hooks.install if args.action == "install" else hooks.uninstall
+    try:
+        done = act(args.agent, args.scope, Path(args.dest) if args.dest else None,
+                   home=Path.home(), cwd=Path.cwd(), env=os.environ)
+    except hooks.HooksError as exc:
+        raise Failure(str(exc), USAGE) from None
+    for path, what in done:
+        print(f"{what}: {path}", file=sys.stderr)
+    return OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
     from pathlib import Path
@@ -700,15 +785,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="end at DURATION (90s, 25m, 1h) with a rearm line while jobs remain; never polls "
                         "itself but makes sure a detached poller runs")
     p.add_argument("--detach", action="store_true", help="start a poller in the background (if none runs), print its pid")
+    p.add_argument("--raw", action="store_true",
+                   help="a line per event, at once (as on a terminal): no grouping of ends, no pacing for a Monitor")
     p.add_argument("--until", choices=["ready"],
                    help="ready: end once every job whose type has a ready event has reached it (a deployment's READY: "
                         "it can take requests); the jobs stay registered and a detached poller goes on")
     p = add("poll", cmd_poll, "the poller alone, in the foreground, printing nothing (what watch --detach starts)",
             [common, interval])
     p.add_argument("--lock-fd", type=int, help=argparse.SUPPRESS)  # the watch lock, handed over by its starter
+    shaping = argparse.ArgumentParser(add_help=False)
+    shaping.add_argument("--raw", action="store_true",
+                         help="a line per event, at once (as on a terminal): no grouping of ends, no pacing")
+    bound = argparse.ArgumentParser(add_help=False)
+    bound.add_argument("--max-chars", type=int, default=20000, metavar="N",
+                       help="print at most N characters of events (0: no bound); the rest stays for the next "
+                            "call, and a line says so (default: 20000, inside what an agent's tool shows)")
     p = add("events", cmd_events, "print the events not yet given to a reader, then the session summary",
-            [common, reader])
+            [common, reader, shaping, bound])
     p.add_argument("--all", action="store_true", help="the whole event log (the cursor stays)")
+    p.add_argument("--if-new", action="store_true",
+                   help="print nothing at all when the reader has no new event (for a turn-start hook)")
+    p = add("wait", cmd_wait, "wait for the reader's next events (at most --for), print them and the summary, "
+                              "exit 0: for an agent with no Monitor (run_in_background) and for scripts",
+            [common, reader, shaping, bound])
+    p.add_argument("--for", dest="for_", metavar="DURATION", default="25m",
+                   help="return by DURATION (90s, 25m, 1h) with a rearm line if nothing came (default: 25m, "
+                        "inside run_in_background's 30 min)")
+    p.add_argument("--until", choices=["ended", "ready"],
+                   help="ended: print events as they come until no job is left; ready: until every job whose "
+                        "type has a ready event has reached it (default: return at the first new events)")
     p = add("remove", cmd_remove, "stop watching a job (it goes to history)", [common])
     p.add_argument("--id", required=True)
     p.add_argument("--type")
@@ -735,6 +840,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", default="project", help="project (the current folder) or user (your home)")
     p.add_argument("--dest", help="install under this folder instead of the current folder or home")
     p.add_argument("--force", action="store_true", help="replace a locally edited copy")
+    p = add("hooks", cmd_hooks, "add (or remove) turn-start hooks that give an agent without a Monitor tool its "
+                                "new events; `run` is what they run", [common])
+    p.add_argument("action", choices=["install", "uninstall", "run"])
+    p.add_argument("--agent", default="claude", help="claude (.claude/settings.json) or codex (.codex/hooks.json)")
+    p.add_argument("--scope", default="project", help="project (the current folder) or user (your home)")
+    p.add_argument("--dest", help="use this folder instead of the current folder or home")
     p = add("notify", cmd_notify, "send a test message to every notify: target, one line each", [common])
     p.add_argument("action", choices=["test"])
     p = add("demo", cmd_demo, "run two local demo jobs and watch them to the end", [common])

@@ -20,7 +20,7 @@ from jobmon.jobtype import (  # noqa: F401  (the records are config's vocabulary
     BATCH_VARS, BUILTIN_PATTERNS, CATEGORIES, CHECK_VARS, RESULT_VARS, STANDARD_FIELDS, Delegate, Discover,
     FieldSpec, JobType, JsonSpec, Pattern, Probe, build, build_patterns,
 )
-from jobmon.settings import Settings  # config.Settings too: plan and the tests name it so
+from jobmon.settings import Delivery, Settings  # config.Settings too: plan and the tests name it so
 from jobmon.where import ConfigError, Where  # config.ConfigError too: cli and the tests catch it so
 
 if TYPE_CHECKING:
@@ -77,6 +77,7 @@ class Config:
         default_factory=dict, repr=False, compare=False
     )
     notify: "Routes" = field(default_factory=lambda: _routes().Routes(), repr=False, compare=False)
+    delivery: Delivery = field(default_factory=Delivery)
 
     def resolve(self, type_name: str, host: str = "") -> tuple[JobType, Settings]:
         """The job type and settings in force for a host, after cluster overrides."""
@@ -346,7 +347,8 @@ def _build(raw: dict[str, Any], origins: dict, files: tuple[str, ...]) -> Config
         _no_delegate_cycle({t: built[(t, (cluster.name,))][0] for t in types}, Where(origins, ("clusters", cluster.name)))
     # A target may ask for any key event a type has, on a cluster too.
     kinds = [p.name for t in [*types.values(), *(b[0] for b in built.values())] for p in t.events]
-    config = Config(settings, types, tuple(clusters), files, raw, origins, notify=_routes().routes(raw, origins, kinds))
+    config = Config(settings, types, tuple(clusters), files, raw, origins, notify=_routes().routes(raw, origins, kinds),
+                    delivery=_delivery(raw.get("delivery", {}), settings, Where(origins, ())))
     config._cache.update(built)
     return config
 
@@ -404,6 +406,24 @@ def _build_for_clusters(
 def _common(raw: Mapping[str, Any], origins: Mapping) -> tuple[Pattern, ...]:
     """Diagnosis patterns of monitor.yaml, tried after each type's own."""
     return build_patterns(raw.get("diagnosis", []), "diagnosis", Where(origins, ()))
+
+
+def _delivery(raw: Mapping[str, Any], settings: Settings, where: Where) -> Delivery:
+    """``delivery:``: the reader's harness (a Monitor) as jobmon must fit it."""
+    d = Delivery(**{k: float(v) if k in ("join", "gap", "refill") else v for k, v in raw.items()})
+    checks = ((("delivery", "line"), d.line >= 80, "must be at least 80"),
+              (("delivery", "notification"), d.notification >= d.line, f"must be at least delivery.line ({d.line})"),
+              (("delivery", "join"), d.join >= 0, "must be 0 or more"),
+              (("delivery", "gap"), d.gap > d.join, f"must be more than delivery.join ({d.join:g} s): "
+                                                    "else two notifications join into one"),
+              (("delivery", "burst"), d.burst >= 1, "must be at least 1"),
+              (("delivery", "refill"), d.refill > 0, "must be greater than 0"),
+              (("settings", "max_line"), settings.max_line <= d.line,
+               f"{settings.max_line} is past delivery.line ({d.line}): the reader would see lines cut"))
+    for key, ok, message in checks:
+        if not ok:
+            raise where.error(key, message)
+    return d
 
 
 def _settings(raw: Mapping[str, Any], where: Where) -> Settings:

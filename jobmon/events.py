@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import IO, Any, Callable, Mapping, NamedTuple
 
-from jobmon import clock
+from jobmon import clock, idlist
 
 # Line breaks and tabs fold into one space (a log's traceback reads on one line); every other C0 or
 # C1 control and the bidi overrides and isolates are shown escaped, so a job name can neither
@@ -59,6 +59,7 @@ class Event:
     time: datetime = field(default_factory=clock.now)  # aware; naive (a test's, an old log's) is local
     jobs: tuple[JobRef, ...] = ()  # a digest's jobs, or the jobs behind a host's UNREACHABLE
     seq: int = 0  # its place in the session's event log (0: not logged)
+    figures: tuple[str, ...] = ()  # an end's key figures (an nel score): kept when ends are told together
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -73,6 +74,8 @@ class Event:
             out["counts"] = dict(self.counts)
         if self.jobs:
             out["jobs"] = [j.to_json() for j in self.jobs]
+        if self.figures:
+            out["figures"] = list(self.figures)
         if self.seq:
             out["seq"] = self.seq
         return out
@@ -89,9 +92,17 @@ class Event:
                        before=data.get("from"), after=data.get("to"), terminal=bool(data.get("terminal")),
                        outcome=data.get("outcome"), detail=str(data.get("detail", "")),
                        replayed=bool(data.get("replayed")), counts=dict(counts) if isinstance(counts, dict) else None,
-                       time=_time(data["time"]), jobs=jobs, seq=int(data.get("seq", 0)))
+                       time=_time(data["time"]), jobs=jobs, seq=_seq(data.get("seq", 0)),
+                       figures=tuple(str(f) for f in data.get("figures", ())))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ValueError(f"not an event: {exc}") from None
+
+
+def _seq(value: Any) -> int:
+    """A logged seq: a whole number of at least 0 (``Infinity``, ``1e400``, ``true`` are no seq)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"seq {str(value)[:40]!r}")
+    return value
 
 
 def _time(text: Any) -> datetime:
@@ -141,7 +152,7 @@ def clip_middle(text: str, limit: int, shown: Callable[[str], str] = one_line) -
 def format_text(event: Event, max_line: int = 400) -> str:
     stamp = clock.shown(event.time)
     if event.kind == "changes":
-        return _fit(len(event.jobs), lambda n: f"{stamp} {event.detail}: {_named(event.jobs, n)}", max_line)
+        return render(event, False, max_line)[0]
     if event.kind in ("summary", "error", "rearm"):
         return clip(f"{stamp} {event.detail}", max_line)
     if event.id:
@@ -163,44 +174,77 @@ def format_text(event: Event, max_line: int = 400) -> str:
     return clip(line + tail, max_line)
 
 
-def _named(jobs: tuple[JobRef, ...], n: int) -> str:
-    """The first ``n`` jobs with where each went, then how many more."""
-    shown = [f"{clip(j.label, 60)} {display_name(j.after)}" for j in jobs[:n]]
-    if len(jobs) > n:
-        shown.append(f"+{len(jobs) - n} more")
-    return ", ".join(shown)
+def render(event: Event, as_json: bool = False, max_line: int = 400) -> list[str]:
+    """The lines an event prints as: one, except an event that names many jobs (a digest, a
+    host's line), which goes on over as many lines as it needs to name every job."""
+    if event.jobs and as_json:
+        return _json_with_jobs(event, max_line)
+    if event.kind == "changes":
+        return _digest_text(event, max_line)
+    return [(format_json if as_json else format_text)(event, max_line)]
 
 
-def _fit(total: int, build: Callable[[int], str], max_line: int) -> str:
-    """``build(n)`` for the largest ``n`` (of ``total``) whose line fits, found by halving: a
-    digest of 500 jobs is not built 500 times."""
-    low, high = 0, total
-    while low < high:
-        mid = (low + high + 1) // 2
-        if len(build(mid)) <= max_line:
-            low = mid
-        else:
-            high = mid - 1
-    line = build(low)
-    return line if len(line) <= max_line else clip(line, max_line)
+def _groups(jobs: tuple[JobRef, ...]) -> dict[tuple[str, str, str], list[str]]:
+    """A digest's jobs by where they went, type and host, in order: (to, type, host) -> ids."""
+    out: dict[tuple[str, str, str], list[str]] = {}
+    for j in jobs:
+        out.setdefault((display_name(j.after), j.type, j.host), []).append(j.id)
+    return out
+
+
+def _digest_text(event: Event, max_line: int) -> list[str]:
+    """``15 changes: 12 RUNNING (slurm@c: 5000-5011); 3 PENDING (slurm@c: 5012-5014)``, over
+    several lines where the ids need them."""
+    stamp = clock.shown(event.time)
+    detail = clip(event.detail, JOBS_DETAIL)
+    sections = [(f"{len(ids)} {one_line(to)} ({clip(kind, 40)}{'@' + clip(host, 60) if host else ''}: ",
+                 [one_line(i) for i in idlist.spans(ids)], ")")
+                for (to, kind, host), ids in _groups(event.jobs).items()]
+    return idlist.fill(lambda part: f"{stamp} {detail}{part}", sections, max_line)
+
+
+def _json_with_jobs(event: Event, max_line: int) -> list[str]:
+    """The event as JSON lines that name its jobs in ``groups`` (``{"to", "type", "host", "ids"}``,
+    ids as ranges), as many lines as they need, each with ``part`` ("2/3") when there are
+    several: every job is named, none is left to "+N more"."""
+    base = {k: v for k, v in event.to_json().items() if k != "jobs" and not (k == "description" and not v)}
+    base["detail"] = clip_middle(event.detail, JOBS_DETAIL, _exact)
+    counts = base.pop("counts", None)
+    items = [(to, kind, host, span) for (to, kind, host), ids in _groups(event.jobs).items()
+             for span in idlist.spans(ids, max_line // 3)]
+    parts: list[list[dict[str, Any]]] = [[]]
+    for to, kind, host, span in items:
+        for attempt in range(2):
+            groups = parts[-1]
+            if groups and (groups[-1]["to"], groups[-1]["type"], groups[-1]["host"]) == (to, kind, host):
+                groups[-1]["ids"].append(span)
+            else:
+                groups.append({"to": to, "type": kind, "host": host, "ids": [span]})
+            if len(_dumps({**base, "part": "99/99", "groups": groups})) <= max_line or len(groups) == 1 and \
+                    len(groups[0]["ids"]) == 1 or attempt:
+                break
+            _undo(groups)
+            parts.append([])
+    lines = [{**base, "groups": g} for g in parts]
+    if len(parts) > 1:
+        for i, line in enumerate(lines, 1):
+            line["part"] = f"{i}/{len(parts)}"
+    if counts is not None and len(_dumps({**lines[0], "counts": counts})) <= max_line:
+        lines[0]["counts"] = counts  # how many made each move, where the first line has room
+    return [_dumps(line) for line in lines]
+
+
+def _undo(groups: list[dict[str, Any]]) -> None:
+    """Take back the id just added (it goes on the next line)."""
+    groups[-1]["ids"].pop()
+    if not groups[-1]["ids"]:
+        groups.pop()
 
 
 def format_json(event: Event, max_line: int = 400) -> str:
     data = event.to_json()  # exact values: JSON escapes what a terminal must not see (_dumps)
-    if event.jobs:  # as many of the jobs as the line allows, and how many more there are
-        data["detail"] = clip_middle(data["detail"], JOBS_DETAIL, _exact)
-        data["jobs"] = [j.to_json() for j in event.jobs]
-        if len(_dumps(data)) > max_line:
-            data.pop("counts", None)  # named jobs say more than counts of moves
-
-        def build(n: int) -> str:
-            data["jobs"] = [j.to_json() for j in event.jobs[:n]]
-            data["more"] = len(event.jobs) - n
-            return _dumps(data)
-
-        _fit(len(event.jobs), build, max_line)
-        if not data["more"]:
-            del data["more"]
+    if event.jobs:
+        return _json_with_jobs(event, max_line)[0]
     line = _dumps(data)
     # Shrink the free-text fields until the line fits: the description first (to a readable
     # size), then the detail, then the rest.
@@ -243,9 +287,12 @@ class Printer:
         self.stream = stream or sys.stdout
 
     def emit(self, event: Event) -> None:
-        fmt = format_json if self.as_json else format_text
+        self.write(render(event, self.as_json, self.max_line))
+
+    def write(self, lines: list[str]) -> None:
+        """Lines in one write, flushed at once: a notification's lines arrive together."""
         try:
-            self.stream.write(fmt(event, self.max_line) + "\n")
+            self.stream.write("".join(line + "\n" for line in lines))
             self.stream.flush()
         except BrokenPipeError:  # `jobmon watch | head -1`: nobody reads any more
             raise OutputClosed from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import secrets
 import socket
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Mapping, NamedTuple
 
@@ -101,6 +102,12 @@ def outcomes(config: Config, claimed: list[tuple[Job, JobType, rules.Change]], n
     action is batched (500 jobs ending at once cost one round trip, not 500), one per job
     otherwise; hosts in parallel, within the configured bounds."""
     endings = [ending(config, *c) for c in claimed]
+    said = _run_actions(config, endings)
+    return [_outcome(e, said.get(i), now) for i, e in enumerate(endings)]
+
+
+def _run_actions(config: Config, endings: list[Ending]) -> dict[int, Said]:
+    """Each ending's action, batched per type, host and outcome; what each said, by index."""
     units: list[list[int]] = []  # each: the endings one command serves
     batches: dict[tuple[str, str, str], list[int]] = {}
     for i, e in enumerate(endings):
@@ -121,7 +128,21 @@ def outcomes(config: Config, claimed: list[tuple[Job, JobType, rules.Change]], n
                                                                       endings[u[0]].acting.host)[1].max_parallel,
                                        total=config.settings.max_parallel_total, name="action"):
         said.update(result)
-    return [_outcome(e, said.get(i), now) for i, e in enumerate(endings)]
+    return said
+
+
+def failed_parts(config: Config, parts: list[tuple[Job, JobType, rules.Change]], now: datetime) -> list[Event]:
+    """A line for each failed task of an array (a part), with the cause its own log gives: its
+    type's on_failure runs for the task as for a job (batched per host), and the line is the
+    array's event, ``12_3 FAILED (...; cause (log: ...))``. The array goes on: no history."""
+    endings = []
+    for job, jtype, change in parts:
+        task = replace(job, id=str(change.groups.get("failed_part") or job.id))
+        failing = change._replace(outcome="failure")  # diagnosed as a failure, though not an end
+        endings.append(Ending(job, jtype, failing, task, jtype, jtype.on_failure,
+                              {**plan.result_values(task, jtype, failing), "failed_part": task.id}))
+    said = _run_actions(config, endings)
+    return [_outcome(e, said.get(i), now).event for i, e in enumerate(endings)]
 
 
 def _act(config: Config, unit: list[Ending], indexes: list[int]) -> dict[int, Said]:
@@ -194,11 +215,12 @@ def _outcome(e: Ending, said: Said | None, now: datetime) -> Outcome:
         else:
             distilled = said.why
     measured = {k: v for f in found for k, v in f.values.items()}
-    event = event_for(job, jtype, change, now, distilled, measured)
+    summary = [f.text for f in found if f.text and f.summary]
+    event = replace(event_for(job, jtype, change, now, distilled, measured), figures=tuple(summary))
     record = {**job.to_dict(), "last_status": change.after, "outcome": change.outcome,
               "finished": clock.stamp(now), "detail": event.detail,
               "metrics": [f.text for f in found if f.text],
-              "summary_metrics": [f.text for f in found if f.text and f.summary],
+              "summary_metrics": summary,
               "action_output": output}
     if measured:
         record["measured"] = measured

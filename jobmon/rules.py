@@ -10,7 +10,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any, Iterable, Mapping, NamedTuple
 
-from jobmon import clock
+from jobmon import clock, idlist
 from jobmon import rows as owners
 from jobmon.config import JobType, Probe
 from jobmon.findings import diagnose, field_events, key_events, line_at, walk
@@ -520,13 +520,20 @@ def advance(
             return Step(LOST, book._replace(missing_since=since), tuple(changes))
         return Step(status, book._replace(missing_since=since), tuple(changes))
 
-    book = book._replace(missing_since=None)
     state = row.state
+    held = _vanished(book.parts or {}, obs.part_rows, jtype) if jtype.terminal(state) else []
+    if held:  # accounting lags: tasks known to be coming are in no row yet, so the array has not ended
+        since = book.missing_since or clock.stamp(now)
+        began = clock.parse(since) or clock.aware(now)
+        if (clock.aware(now) - began).total_seconds() < lost_after:
+            return Step(status, book._replace(missing_since=since), tuple(changes))
+    book = book._replace(missing_since=None)
     if (obs.part_rows and jtype.category(state) == "pending" and jtype.category(status) == "running"
             and any(jtype.terminal(r.state) for r in obs.part_rows.values())):
         state = status  # between an array's tasks: still under way, not waiting again
     if obs.part_rows is not None:
-        changes += _parts_progress(status, book.parts or {}, obs.part_rows, jtype, jtype.terminal(state))
+        changes += _parts_progress(status, book.parts or {}, obs.part_rows, jtype, jtype.terminal(state),
+                                   row.groups.get("failed_part", ""))
         book = book._replace(parts={p: r.state for p, r in obs.part_rows.items()} or None)
     if state != status:
         category = jtype.category(state)
@@ -717,19 +724,37 @@ PROGRESS = "PROGRESS"
 
 
 def _parts_progress(status: str, before: Mapping[str, str], parts: Mapping[str, Row], jtype: JobType,
-                    ending: bool) -> list[Change]:
-    """Parts that ended since the last check: a line for each that failed, and one line of how
-    far the job got; nothing of the kind in the check where the whole job ends (its own line
-    names the failed parts)."""
+                    ending: bool, named: str = "") -> list[Change]:
+    """Parts that ended since the last check: a line for each that failed (its cause is found
+    from its own log, as a job's), and one line of how far the job got. In the check where the
+    whole job ends, no progress line, and no line for the failed part its end already names
+    (``named``): every other task that failed then has its own."""
     ended = [p for p, r in parts.items() if jtype.terminal(r.state) and not jtype.terminal(before.get(p, ""))]
-    if not ended or ending or len(parts) < 2:
+    if not ended or len(parts) < 2:
         return []
-    out = [Change("part", status, f"{p} {parts[p].state}", False, None, parts[p].groups)
-           for p in ended if jtype.category(parts[p].state) == "failure"]
+    out = [Change("part", status, f"{p} {parts[p].state}", False, None,
+                  {**parts[p].groups, "failed_part": p, "failed_raw": parts[p].groups.get("raw", "")})
+           for p in ended if jtype.category(parts[p].state) == "failure" and not (ending and p == named)]
+    if ending:
+        return out
     done = sum(1 for r in parts.values() if jtype.terminal(r.state))
     failed = sum(1 for r in parts.values() if jtype.category(r.state) == "failure")
     said = f"{done}/{len(parts)} done" + (f", {failed} failed" if failed else "")
     return out + [Change("event", status, PROGRESS, False, None, {}, said)]
+
+
+def _vanished(before: Mapping[str, str], now: Mapping[str, Row] | None, jtype: JobType) -> list[str]:
+    """Parts last seen still to come (``12_[34-99]`` pending, a task running) that no row of this
+    look names, neither itself nor, for a pending record, each of its tasks: slurmdbd drops the
+    pending record before it writes the tasks' own rows."""
+    if now is None:
+        return []
+    present = set(now) | {i for p in now for i in idlist.expand(_THROTTLE.sub("", p))}
+    return [p for p, state in before.items() if not jtype.terminal(state) and p not in present
+            and not set(idlist.expand(_THROTTLE.sub("", p))) <= present]
+
+
+_THROTTLE = re.compile(r"%\d+(?=\]$)")  # 12_[0-99%4]: at most 4 at once
 
 
 def _capture(book: Book, lines: tuple[Mapping[str, str], ...], has_parts: bool) -> Book:

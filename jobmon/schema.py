@@ -190,6 +190,15 @@ SETTINGS: Schema = {
     "hosts": ListOf(STR),
 }
 
+DELIVERY: Schema = {
+    "line": INT,
+    "notification": INT,
+    "join": NUM,
+    "gap": NUM,
+    "burst": INT,
+    "refill": NUM,
+}
+
 CLUSTER: Schema = {
     "hosts": ListOf(STR),
     "settings": SETTINGS,
@@ -199,6 +208,7 @@ CLUSTER: Schema = {
 
 MONITOR: Schema = {
     "settings": SETTINGS,
+    "delivery": DELIVERY,
     "diagnosis": ListOf(PATTERN),
     "types": MapOf(JOB_TYPE),
     "clusters": MapOf(CLUSTER),

@@ -288,6 +288,7 @@ class Watcher:
 
         moved: list[tuple[Job, JobType, rules.Change]] = []
         claimed: list[tuple[Job, JobType, rules.Change]] = []
+        failed: list[tuple[Job, JobType, rules.Change]] = []  # tasks of an array (parts) that failed
         logged: int | None = None  # the log's last seq, read only when an end is claimed
         with self.registry.transaction() as entries:
             for i, entry in enumerate(entries):
@@ -304,14 +305,16 @@ class Watcher:
                 entries[i] = replace(entry, last_status=step.status, book=book)
                 if final is not None:  # with what this check kept of it (its log paths)
                     claimed.append((entries[i], jtype, final))
-                moved += [(entry, jtype, c) for c in step.changes if not c.terminal]
+                moved += [(entry, jtype, c) for c in step.changes if not c.terminal and c.kind != "part"]
+                failed += [(entries[i], jtype, c) for c in step.changes if c.kind == "part"]
 
         outcomes = self._finish(claimed, now)
+        told = finish.failed_parts(self.config, failed, now)  # each failed task with its own cause
         if run.stopping():  # actions killed by a stop: the claims stay, replayed once this process is gone
-            outcomes = []
+            outcomes, told = [], []
         hosts = digest.by_host([(j, c) for j, _, c in moved if c.kind in ("unreachable", "recovered")], now)
         changes = [finish.event_for(j, t, c, now) for j, t, c in moved if c.kind not in ("unreachable", "recovered")]
-        self._say(digest.fold(hosts + changes + [o.event for o in outcomes], self.config.settings.aggregate_after))
+        self._say(digest.fold(hosts + told + changes + [o.event for o in outcomes], self.config.settings.aggregate_after))
         self._to_history(outcomes)
 
     def _say(self, events: list[Event]) -> None:

@@ -252,9 +252,9 @@ def test_an_unreachable_cluster_is_a_failed_check_not_a_failed_job(home: Home, n
         assert (job["last_status"], job["jobmon"]["errors"], job["jobmon"]["last_error"]) == ("RUNNING", n, why)
     for _ in range(4):
         watcher.cycle(everything=True)
-    got = [(e["kind"], e["host"], e["to"], e["terminal"], e["outcome"], e["detail"], e["jobs"]) for e in events(out)]
+    got = [(e["kind"], e["host"], e["to"], e["terminal"], e["outcome"], e["detail"], e["groups"]) for e in events(out)]
     assert got == [("event", "", "UNREACHABLE", False, None, f"1 nel job: {why}",  # once, after unreachable_after
-                    [{"type": "nel", "id": "6071829304152637", "host": "", "from": None, "to": "UNREACHABLE"}])]
+                    [{"type": "nel", "ids": ["6071829304152637"], "host": "", "to": "UNREACHABLE"}])]
     (job,) = home.jobs()
     assert (job["last_status"], job["jobmon"]["errors"], job["jobmon"]["unreachable"]) == ("RUNNING", 6, True)
     assert home.history() == [] and nel.calls("nel info") == []  # no on_failure: nothing failed

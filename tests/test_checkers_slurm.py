@@ -190,7 +190,8 @@ def test_a_task_failing_before_the_end_is_a_line_of_its_own(home: Home, cluster:
     w, out = make_watcher(home)
     w.cycle(everything=True)
     assert [(e["kind"], e["to"], e["detail"]) for e in events(out)] == [
-        ("event", "454_1 FAILED", "exit 3:0, 00:00:15"), ("event", "PROGRESS", "2/6 done, 1 failed")]
+        ("event", "454_1 FAILED", "exit 3:0, 00:00:15; no output file found"),  # its own log is looked for
+        ("event", "PROGRESS", "2/6 done, 1 failed")]
     assert home.jobs()[0]["last_status"] == "RUNNING"
 
 

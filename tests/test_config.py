@@ -242,8 +242,19 @@ ERRORS = [
         setings: {}
     """, "{f}: setings: unknown key (did you mean 'settings'?)", id="unknown-top-key"),
     pytest.param("monitor.yaml", """
+        delivery: {join: 0.5, gap: 0.3}
+    """, "{f}: delivery.gap: must be more than delivery.join (0.5 s): else two notifications join into one",
+        id="delivery-gap-within-join"),
+    pytest.param("monitor.yaml", """
+        settings: {max_line: 600}
+    """, "{f}: settings.max_line: 600 is past delivery.line (500): the reader would see lines cut",
+        id="max-line-past-the-harness-cut"),
+    pytest.param("monitor.yaml", """
+        delivery: {burst: "10"}
+    """, "{f}: delivery.burst: expected a whole number, found the string '10'", id="delivery-burst-not-a-number"),
+    pytest.param("monitor.yaml", """
         zzz: {}
-    """, "{f}: zzz: unknown key (valid: settings, diagnosis, types, clusters, notify)", id="unknown-key-no-near"),
+    """, "{f}: zzz: unknown key (valid: settings, delivery, diagnosis, types, clusters, notify)", id="unknown-key-no-near"),
     pytest.param("checkers.d/x.yaml", r"""
         slurm:
           check:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from datetime import datetime, timezone
 
 from jobmon.events import Event, Printer, format_json, format_text
@@ -74,19 +75,25 @@ def test_printer_writes_one_flushed_line_per_event() -> None:
     assert json.loads(line)["counts"] == {"success": 1}
 
 
-def test_a_digest_names_its_jobs_as_far_as_the_line_allows() -> None:
-    from jobmon.events import JobRef
+def test_a_digest_names_every_job_by_new_state_over_as_many_lines_as_it_needs() -> None:
+    from jobmon.events import JobRef, render
+    from jobmon.idlist import expand
 
-    jobs = tuple(JobRef("slurm", str(1000 + i), "eos", None, "RUNNING") for i in range(60))
-    e = Event("changes", detail="60 changes", jobs=jobs, time=T)
-    line = format_text(e, 200)
-    assert len(line) <= 200 and line.startswith("12:03:04 60 changes: 1000@eos RUNNING, 1001@eos RUNNING, ")
-    shown = line.count("@eos")
-    assert line.endswith(f", +{60 - shown} more")
-    data = json.loads(format_json(e, 400))
-    assert len(format_json(e, 400)) <= 400
-    assert data["jobs"][0] == {"type": "slurm", "id": "1000", "host": "eos", "from": None, "to": "RUNNING"}
-    assert len(data["jobs"]) + data["more"] == 60
+    jobs = tuple(JobRef("slurm", str(1000 + 2 * i), "eos", None, "RUNNING") for i in range(60))
+    jobs += tuple(JobRef("slurm", str(5000 + i), "eos", "RUNNING", "PENDING") for i in range(5))
+    e = Event("changes", detail="65 changes", counts={"NEW -> RUNNING": 60, "RUNNING -> PENDING": 5}, jobs=jobs, time=T)
+    lines = render(e, False, 200)
+    assert len(lines) > 1 and all(len(ln) <= 200 for ln in lines)
+    assert lines[0].startswith("12:03:04 65 changes (1/") and "60 RUNNING (slurm@eos: 1000, 1002, " in lines[0]
+    assert lines[-1].endswith("; 5 PENDING (slurm@eos: 5000-5004)")
+    assert "more" not in "".join(lines)
+    named = [i for ln in lines for span in re.findall(r"\b\d{4}(?:-\d{4})?\b", ln.split(": ", 1)[1]) for i in expand(span)]
+    assert sorted(named) == sorted(j.id for j in jobs)
+    parts = [json.loads(ln) for ln in render(e, True, 400)]
+    assert all(len(ln) <= 400 for ln in render(e, True, 400)) and len(parts) > 1
+    assert parts[0]["part"] == f"1/{len(parts)}" and parts[0]["kind"] == "changes"
+    got = [(g["to"], i) for p in parts for g in p["groups"] for span in g["ids"] for i in expand(span)]
+    assert sorted(got) == sorted((j.after, j.id) for j in jobs)
 
 
 def test_a_host_line_names_the_host_and_counts_its_jobs() -> None:
@@ -96,7 +103,7 @@ def test_a_host_line_names_the_host_and_counts_its_jobs() -> None:
               jobs=(JobRef("slurm", "1", "eos", None, "UNREACHABLE"), JobRef("slurm", "2", "eos", None, "UNREACHABLE")),
               time=T)
     assert format_text(e) == "12:03:04 host eos: UNREACHABLE (2 slurm jobs: connection failed (exit 255))"
-    assert [j["id"] for j in json.loads(format_json(e))["jobs"]] == ["1", "2"]
+    assert json.loads(format_json(e))["groups"] == [{"to": "UNREACHABLE", "type": "slurm", "host": "eos", "ids": ["1-2"]}]
 
 
 def test_an_event_goes_through_the_log_unchanged() -> None:

@@ -165,7 +165,7 @@ def test_the_session_folder_and_its_files_are_private_whatever_the_umask(home: H
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     assert modes(folder) == {
         "active_jobs.json": "0o600", "active_jobs.json.lock": "0o600", "events.jsonl": "0o600",
-        "events.jsonl.lock": "0o600", "history.jsonl": "0o600", "readers": "0o700", "readers/agent.lock": "0o600",
+        "events.jsonl.lock": "0o600", "events.seq": "0o600", "history.jsonl": "0o600", "readers": "0o700", "readers/agent.lock": "0o600",
         "readers/agent.seq": "0o600", "watch.lock": "0o600"}
 
 

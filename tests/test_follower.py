@@ -234,3 +234,62 @@ def test_until_ready_ends_the_watch_at_ready_and_the_poller_goes_on_to_report_th
     wait_until(lambda: len(home.history()) == 2, "the ends to reach history")
     after = watch_for(home, str(conf), "1m")
     assert sorted(ends(after)) == [("80", "FAILED"), ("81", "COMPLETED")]
+
+
+# ---------------------------------------------------------------- jobmon wait, events --if-new
+
+
+def waited(home: Home, fast: str, *argv: str) -> list[Any]:
+    ran = jobmon("wait", "--json", "--config", fast, *argv, *home.args(), timeout=120)
+    assert ran.code == 0 and "Traceback" not in ran.err, ran.err
+    return ran.events()
+
+
+def test_wait_returns_at_the_first_new_events_and_each_end_once_over_a_loop(home: Home, cluster: Cluster,
+                                                                           fast: str) -> None:
+    for job_id in ("21", "22", "23"):
+        cluster.set(job_id, "RUNNING")
+        add(home, fast, job_id)
+    seen: list[Any] = []
+    for turn in range(20):  # as a harness told when a command exits runs it: again after each return
+        if turn == 1:
+            cluster.set("21", "COMPLETED")
+        elif turn == 2:
+            cluster.set("22", "FAILED", "2:0")
+            cluster.set("23", "COMPLETED")
+        got = waited(home, fast, "--for", "1m")
+        seen += got
+        if got[-1]["kind"] == "summary":
+            break
+    assert ends(seen) == [("21", "COMPLETED"), ("22", "FAILED"), ("23", "COMPLETED")]  # each once
+    assert seen[-1]["detail"] == "3 jobs: 2 completed, 1 failed"
+    assert [e["kind"] for e in seen].count("summary") == 1  # only once no job is left
+
+
+def test_wait_at_its_deadline_says_how_to_go_on(home: Home, cluster: Cluster, fast: str) -> None:
+    cluster.set("24", "PENDING")
+    add(home, fast, "24")
+    first = waited(home, fast, "--for", "30s")
+    assert [(e["kind"], e["to"]) for e in first] == [("state", "PENDING")]  # returned at the first event
+    (rearm,) = waited(home, fast, "--for", "1s")
+    assert rearm["kind"] == "rearm" and rearm["detail"].startswith("still watching 1 job (1 pending): run jobmon wait ")
+    cluster.set("24", "COMPLETED")
+    last = waited(home, fast, "--for", "1m", "--until", "ended")
+    assert ends(last) == [("24", "COMPLETED")] and last[-1]["detail"] == "1 job: 1 completed"
+
+
+def test_a_bounded_print_leaves_the_rest_for_the_next_call_and_a_hook_hears_nothing_twice(
+        home: Home, cluster: Cluster, fast: str) -> None:
+    for n in range(30, 42):
+        cluster.set(str(n), "FAILED", "1:0")  # failures: each a line of its own
+        assert jobmon("add", "--type", "slurm", "--id", str(n), "--host", "c", *home.args()).code == 0
+    assert jobmon("watch", "--once", "--reader", "other", "--config", fast, *home.args()).code == 0
+    first = jobmon("events", "--max-chars", "700", *home.args())
+    told = [ln for ln in first.lines() if "-> FAILED" in ln]
+    assert 0 < len(told) < 12 and len(first.out) < 700 + 400
+    assert first.lines()[-2][9:].startswith(f"{12 - len(told)} events not yet shown: run jobmon events --max-chars 700 ")
+    rest = jobmon("events", "--if-new", "--max-chars", "0", *home.args())
+    assert len([ln for ln in rest.lines() if "-> FAILED" in ln]) == 12 - len(told)
+    assert rest.lines()[-1][9:] == "12 jobs: 12 failed"
+    quiet = jobmon("events", "--if-new", *home.args())
+    assert (quiet.code, quiet.out) == (0, "")  # nothing new: not even the summary

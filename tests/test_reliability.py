@@ -319,7 +319,7 @@ def test_bad_launcher_files_are_one_line_each_and_the_others_keep_being_watched(
     got = {(e["id"], e["to"]): e["detail"] for e in lines}
     assert got[("bin", "SUCCEEDED")] == "slurm job 77"  # binary noise around a real final line
     (host,) = [e for e in lines if e["to"] == "UNREACHABLE"]  # the host's line names the job
-    assert (host["detail"], [j["id"] for j in host["jobs"]]) == (f"1 launcher job: {folder}: not a regular file", ["dir"])
+    assert (host["detail"], [i for g in host["groups"] for i in g["ids"]]) == (f"1 launcher job: {folder}: not a regular file", ["dir"])
     assert ("gone", "LOST") in got
     lost = next(r for r in Registry(home.registry).history() if r["id"] == "gone")
     assert lost["detail"].startswith(f"{missing}: no such file for 0:00:0")

@@ -32,9 +32,9 @@ def test_one_sacct_call_per_host_per_poll(home: Home, cluster: Cluster) -> None:
     # six changes in one cycle: one digest line naming the jobs, not six notifications
     (digest,) = events(out)
     assert (digest["kind"], digest["detail"]) == ("changes", "6 changes")
-    assert len(digest["jobs"]) + digest["more"] == 6  # as many as a 400-character line holds, then how many more
-    assert [(j["id"], j["host"], j["from"], j["to"]) for j in digest["jobs"]] == [
-        (job.id, job.host, None, "PENDING") for job in jobs[:len(digest["jobs"])]]
+    # every job named, by where it went, type and host (ids as ranges), never "+N more"
+    assert digest["groups"] == [{"to": "PENDING", "type": "slurm", "host": h, "ids": ids}
+                                for h, ids in (("c0", ["100", "102", "104"]), ("c1", ["101", "103", "105"]))]
 
 
 def test_every_end_is_a_line_of_its_own_and_only_moves_are_folded(home: Home, cluster: Cluster) -> None:
@@ -47,7 +47,8 @@ def test_every_end_is_a_line_of_its_own_and_only_moves_are_folded(home: Home, cl
     watcher, out = make_watcher(home)
     watcher.cycle(everything=True)
     digest, *ends = events(out)
-    assert (digest["kind"], digest["detail"], len(digest["jobs"]) + digest["more"]) == ("changes", "13 changes", 13)
+    assert (digest["kind"], digest["detail"], digest["groups"]) == (
+        "changes", "13 changes", [{"to": "RUNNING", "type": "slurm", "host": "c", "ids": ["500-512"]}])
     assert [(e["kind"], e["id"], e["to"], e["terminal"]) for e in ends] == [
         ("state", "513", "COMPLETED", True), ("state", "514", "DEADLINE", True)]
 
@@ -67,7 +68,7 @@ def test_an_unreachable_host_is_one_line_for_all_its_jobs(home: Home, cluster: C
     (line,) = events(out)
     assert (line["kind"], line["host"], line["id"], line["to"]) == ("event", "down", "", "UNREACHABLE")
     assert line["detail"].startswith("100 slurm jobs: connection failed (exit 255)")
-    assert len(line["jobs"]) + line["more"] == 100
+    assert line["groups"] == [{"to": "UNREACHABLE", "type": "slurm", "host": "down", "ids": ["600-699"]}]
     monkeypatch.delenv("FAKE_SSH_DOWN")
     cluster.set("600", "COMPLETED")
     watcher.cycle(everything=True)
