@@ -44,6 +44,15 @@ def owner(uid: int) -> str:
         return f"uid {uid}"
 
 
+def folder_of_yours(path: Path, st: os.stat_result) -> None:
+    """Refuse (FileError) a folder that is a link, no folder, or someone else's."""
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise FileError(f"{path}: is {'a symbolic link' if stat.S_ISLNK(st.st_mode) else 'not a folder'}, "
+                        "not a folder of yours; refused")
+    if st.st_uid != os.geteuid():
+        raise FileError(f"{path}: the folder belongs to {owner(st.st_uid)}, not to you; refused")
+
+
 def private_dir(path: Path) -> None:
     """Make ``path`` (and missing parents) and keep it ours and 0700: a folder that is someone
     else's, or a link, is refused; one of ours that is too open is tightened."""
@@ -52,11 +61,7 @@ def private_dir(path: Path) -> None:
         st = os.lstat(path)
     except OSError as exc:
         raise FileError(f"{path}: cannot make the folder: {reason(exc)}") from None
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise FileError(f"{path}: is {'a symbolic link' if stat.S_ISLNK(st.st_mode) else 'not a folder'}, "
-                        "not a folder of yours; refused")
-    if st.st_uid != os.geteuid():
-        raise FileError(f"{path}: the folder belongs to {owner(st.st_uid)}, not to you; refused")
+    folder_of_yours(path, st)
     if st.st_mode & 0o077:
         try:
             # mkdir's mode passes through the umask, an old folder may be 0755; a read-only one stays so

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from jobmon.files import FileError, atomic_write, owner, read_bytes, reason
+from jobmon.files import FileError, atomic_write, folder_of_yours, owner, read_bytes, reason
 
 EVENTS = ("SessionStart", "UserPromptSubmit")
 SCOPES = ("project", "user")
@@ -343,11 +343,10 @@ def _check_folder(path: Path, *, create: bool) -> bool:
         return False
     except OSError as exc:
         raise HooksError(f"{path}: cannot make the folder: {reason(exc)}") from None
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
-        raise HooksError(f"{path}: is {'a symbolic link' if stat.S_ISLNK(st.st_mode) else 'not a folder'}, "
-                         "not a folder of yours; refused")
-    if st.st_uid != os.geteuid():
-        raise HooksError(f"{path}: the folder belongs to {owner(st.st_uid)}, not to you; refused")
+    try:
+        folder_of_yours(path, st)
+    except FileError as exc:
+        raise HooksError(str(exc)) from None
     return True
 
 

@@ -195,6 +195,45 @@ def test_a_task_failing_before_the_end_is_a_line_of_its_own(home: Home, cluster:
     assert home.jobs()[0]["last_status"] == "RUNNING"
 
 
+def test_an_array_whose_pending_record_vanished_is_not_ended_yet(home: Home, cluster: Cluster) -> None:
+    add(home, Job("slurm", "454", host="c"))
+    rows = cluster.dir / "454.rows"
+    rows.write_text("454_0|456|COMPLETED|0:0|0:0|00:00:15|2026-12-01T18:39:42\n"
+                    "454_[1-3]|454|PENDING|0:0|0:0|00:00:00|2026-12-01T18:39:42\n")
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    assert [e["to"] for e in events(out) if e["kind"] == "state"] == ["PENDING"]  # what its rows say as one
+    # slurmdbd dropped the pending record before writing the tasks' rows: 454_2 and 454_3 are
+    # in no row, so the array has not ended, though every row it has is an end
+    rows.write_text("454_0|456|COMPLETED|0:0|0:0|00:00:15|2026-12-01T18:39:42\n"
+                    "454_1|457|COMPLETED|0:0|0:0|00:00:15|2026-12-01T18:39:42\n")
+    w.cycle(everything=True)
+    assert [e for e in events(out) if e["terminal"]] == [] and home.jobs()[0]["last_status"] == "PENDING"
+    rows.write_text("".join(f"454_{t}|{456 + t}|COMPLETED|0:0|0:0|00:00:15|2026-12-01T18:39:42\n" for t in range(4)))
+    w.cycle(everything=True)
+    (end,) = [e for e in events(out) if e["terminal"]]
+    assert (end["to"], end["outcome"]) == ("COMPLETED", "success")
+
+
+def test_every_task_that_failed_as_the_array_ended_has_its_own_cause(home: Home, cluster: Cluster) -> None:
+    add(home, Job("slurm", "454", host="c", last_status="RUNNING"))
+    (cluster.dir / "454.rows").write_text(
+        "454_0|456|COMPLETED|0:0|0:0|00:00:15|2026-12-01T18:39:42\n"
+        "454_1|457|FAILED|3:0|0:0|00:00:15|2026-12-01T18:39:42\n"
+        "454_2|458|FAILED|1:0|0:0|00:00:15|2026-12-01T18:39:42\n")
+    cluster.output("454_1", "RuntimeError: task 1: shard 3 of 8 is missing\n")
+    cluster.output("454_2", "ValueError: task 2: tokenizer has 32000 tokens, the model 32064\n")
+    w, out = make_watcher(home)
+    w.cycle(everything=True)
+    got = [(e["kind"], e["to"], e["terminal"]) for e in events(out)]
+    assert got == [("event", "454_2 FAILED", False), ("state", "FAILED", True)]
+    lines = [e for e in home.logged()]
+    assert "ValueError: task 2: tokenizer has 32000 tokens, the model 32064" in lines[0]["detail"]
+    assert "slurm-454_2.out" in lines[0]["detail"]
+    assert lines[1]["detail"].startswith("failed: 454_1 FAILED, 454_2 FAILED (of 3)")
+    assert "RuntimeError: task 1: shard 3 of 8 is missing" in lines[1]["detail"]
+
+
 def test_one_task_and_a_raw_task_id_each_follow_the_task_they_name(home: Home, cluster: Cluster) -> None:
     rows = (FIXTURES / "slurm" / "shapes" / "array" / "end.sacct.txt").read_text()
     slurm = config.load(env={}).types["slurm"]

@@ -46,3 +46,18 @@ def test_the_cluster_override_example_loads_and_applies(home: Home, tmp_path: Pa
     cfg = config.load(str(conf), env={})
     assert cfg.resolve("slurm", "eos-login2")[0].vars["window"] == "4194304"
     assert cfg.resolve("slurm", "della")[0].vars["window"] == "1048576"  # other hosts keep the default
+
+
+def test_every_jobmon_command_in_the_readme_is_one_jobmon_takes() -> None:
+    """Each ``jobmon …`` and ``bin/jobmon-watch …`` line of the README's sh blocks parses as
+    written (the skill's own commands, the same words, are run in tests/test_skill.py)."""
+    import shlex
+
+    from jobmon.cli import build_parser
+
+    lines = [ln.strip() for block in re.findall(r"```sh\n(.*?)```", README, re.S) for ln in block.splitlines()]
+    commands = [shlex.split(ln, comments=True) for ln in lines if ln.startswith(("jobmon ", "bin/jobmon-watch"))]
+    assert len(commands) >= 10
+    for words in commands:
+        argv = ["watch", *words[1:]] if words[0] == "bin/jobmon-watch" else words[1:]
+        build_parser().parse_args(argv)  # argparse exits 2 on a word it does not take

@@ -44,6 +44,20 @@ FIGURE = r"(?:CPU \d+%|mem \d+% of \S+|MaxRSS \S+|\d+ GPU × \S+ h)"
 FIGURES = rf"(?:; {FIGURE}(?:, {FIGURE})*)?"
 
 
+def wait_until(what: str, probe: Callable[[], Any], timeout: float = DEADLINE, every: float = 0.5,
+               context: Callable[[], str] = lambda: "") -> Any:
+    """Bounded polling: ``probe()`` until it returns something true, which is returned; past
+    ``timeout`` an AssertionError saying what was awaited (and ``context()``)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = probe()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout:.0f} s for {what} (last: {got!r})\n{context()}")
+        time.sleep(every)
+
+
 def unavailable(reason: str) -> None:
     """Skip, or fail when the e2e tests are required (JOBMON_E2E=1)."""
     if REQUIRED:

@@ -28,9 +28,8 @@ import os
 import re
 import shlex
 import signal
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ from harness import Suppressed, Watched, rearm
 
 from jobmon.idlist import expand
 
-from .conftest import MAX_LINE, WATCH, Slurm
+from .conftest import MAX_LINE, WATCH, Slurm, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -48,7 +47,6 @@ pytestmark = pytest.mark.e2e
 # a 2-minute watch under a 3-minute deadline.
 MONITOR = {"join": 0.2, "line": 500, "notification": 3000, "budget": 10, "refill": 2.0, "stop_after": 30.0}
 TIMEOUT_MS = 180_000
-BOUND = 120.0  # seconds any one wait for the cluster or the poller may take
 
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "BOOT_FAIL",
             "DEADLINE", "REVOKED", "LOST"}
@@ -94,19 +92,6 @@ def fast(tmp_path: Path) -> Path:
     path = tmp_path / "fast.yaml"
     path.write_text("types:\n  slurm:\n    interval: 1\n")
     return path
-
-
-def wait_until(what: str, probe: Callable[[], Any], context: Callable[[], str] = lambda: "",
-               timeout: float = BOUND) -> Any:
-    """Bounded polling: ``probe()`` until it returns something true, which is returned."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting after {timeout:.0f} s for {what} (last: {got!r})\n{context()}")
-        time.sleep(0.5)
 
 
 def register(home: Home, slurm: Slurm, fast: Path, job_id: str, desc: str, *extra: str) -> str:
@@ -200,7 +185,8 @@ def test_an_array_with_two_failed_tasks_and_30_jobs_reach_the_model_through_the_
     # The array runs (its tasks take a few seconds in all) and the poller logs its end, while the
     # 30 jobs run, waiting for the gate; then they are let go together: the watch finds the
     # array's story waiting and the 30 ends come in a poll or two.
-    wait_until(f"the array {array} ended in history.jsonl", lambda: ended(home, array), lambda: str(home.history()))
+    wait_until(f"the array {array} ended in history.jsonl", lambda: ended(home, array),
+               context=lambda: str(home.history()))
     wait_until("the 30 jobs running", lambda: running(slurm, plain))
     gate.touch()
 

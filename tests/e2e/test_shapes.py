@@ -25,7 +25,7 @@ import pytest
 
 from conftest import Home, jobmon
 
-from .conftest import DEADLINE, FIGURE, FIGURES, Slurm, Watch, states
+from .conftest import DEADLINE, FIGURE, FIGURES, Slurm, Watch, states, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -62,18 +62,6 @@ def submit(slurm: Slurm, job_script: Path, *options: str) -> str:
     assert job_id.isdigit(), f"sbatch said {out!r}"
     slurm.submitted.append(job_id)
     return job_id
-
-
-def wait_until(what: str, probe: Callable[[], Any], timeout: float = DEADLINE, every: float = 0.5) -> Any:
-    """Bounded polling: ``probe()`` until it returns something true, which is returned."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = probe()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still waiting after {timeout:.0f} s for {what} (last: {got!r})")
-        time.sleep(every)
 
 
 def sacct_rows(slurm: Slurm, ids: str, fields: str, *, steps: bool = False) -> list[list[str]]:
