@@ -139,12 +139,31 @@ def clip(text: str, limit: int, shown: Callable[[str], str] = one_line) -> str:
 
 
 def clip_middle(text: str, limit: int, shown: Callable[[str], str] = one_line) -> str:
-    """Shorten from the middle: a detail's start (the cause) and end ("(log: /path)") both stay."""
+    """Shorten from the middle: a detail's start (the cause) and its end both stay, and its
+    ``(log: /path)`` stays whole, where the figures after it (``; CPU 3%, …``) go first: the
+    log is where the reader goes next."""
     text = shown(text)
     if len(text) <= limit:
         return text
     if limit < 20:
         return clip(text, limit, shown)
+    logs = list(_LOG.finditer(text))
+    if not logs or len(logs[-1].group()) > limit // 2:
+        return _middle(text, limit)
+    log = logs[-1]
+    before, after = text[:log.start()], text[log.end():]
+    room = limit - len(log.group())
+    keep = max(min(len(after), room - len(before)), 0)
+    after = after if keep >= len(after) else (after[: keep - 1] + "…" if keep > 1 else "")
+    return _middle(before, room - len(after)) + log.group() + after
+
+
+_LOG = re.compile(r"\(log: [^()]*\)")
+
+
+def _middle(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
     tail = min(len(text) // 3, limit // 2)
     return text[: limit - tail - 1] + "…" + text[len(text) - tail:]
 

@@ -6,13 +6,16 @@ causes, re-arms when the deadline comes first."""
 from __future__ import annotations
 
 import os
+import pty
 import re
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, Cluster, Home, add
+from conftest import REPO, Cluster, Home, add, jobmon
 from harness import Watched, rearm
 from jobmon.idlist import expand
 from jobmon.registry import Job
@@ -110,3 +113,35 @@ def test_2000_ends_reach_the_model_across_rearms_each_once(home: Home, cluster: 
     assert sorted(completed) == sorted(set(ids) - failing)
     assert all("again" in line for line in last[:-1])
     assert last[-1].endswith("2000 jobs: 1900 completed, 100 failed")
+
+
+def test_a_terminal_or_raw_gets_a_plain_line_per_event_and_a_pipe_gets_them_grouped(home: Home, cluster: Cluster,
+                                                                                    fast: str) -> None:
+    ids = [str(700 + i) for i in range(8)]
+    ended_at_once(home, cluster, ids, 1, set())
+    assert jobmon("watch", "--once", "--reader", "x", "--config", fast, *home.args()).code == 0  # the poll
+
+    def lines_of(reader: str, *flags: str, tty: bool = False) -> list[str]:
+        argv = [sys.executable, "-m", "jobmon", "events", "--reader", reader, *flags, *home.args()]
+        if not tty:
+            return [ln[9:] for ln in jobmon(*argv[3:]).lines()]
+        main, child = pty.openpty()
+        proc = subprocess.run(argv, stdout=child, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL, timeout=60)
+        os.close(child)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # EIO: the other side is closed and all was read
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(main)
+        assert proc.returncode == 0
+        return [ln[9:] for ln in out.decode().splitlines()]
+
+    plain = [f"slurm {i}@c0: NEW -> COMPLETED (exit 0:0, 00:00:01)" for i in ids] + ["8 jobs: 8 completed"]
+    assert lines_of("raw", "--raw") == plain
+    assert lines_of("tty", tty=True) == plain
+    assert lines_of("pipe") == ["slurm@c0: 8 COMPLETED: 700-707", "8 jobs: 8 completed"]

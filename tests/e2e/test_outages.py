@@ -37,7 +37,7 @@ def test_sshd_down_is_one_unreachable_then_one_recovered_then_the_true_state(slu
     (unreachable,) = during  # nothing else while the cluster could not be asked: one line for the host
     assert (unreachable["kind"], unreachable["host"], unreachable["terminal"], unreachable["outcome"]) == (
         "event", slurm.host, False, None)
-    assert [j["id"] for j in unreachable["jobs"]] == [job]
+    assert [i for g in unreachable["groups"] for i in g["ids"]] == [job]
     assert unreachable["detail"].startswith("1 slurm job: ") and "exit 255" in unreachable["detail"], unreachable
     after = w.finish()
     assert w.code == 0

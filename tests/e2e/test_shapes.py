@@ -114,12 +114,17 @@ def more_checks(w: Watch, n: int, timeout: float = DEADLINE) -> None:
 
 def full(home: Home, event: Event) -> Event:
     """The event as the session's event log holds it. A printed line is 400 characters at most,
-    so a long detail (a cause and two long log paths) may be printed shortened in its middle; the
-    log keeps it whole. Checks that the printed one is the logged one, whole or so shortened."""
+    so a long detail (a cause and two long log paths) may be printed shortened in its middle, and
+    the figures after its ``(log: …)`` dropped; the log keeps it whole. Checks that the printed
+    one is the logged one, whole or so shortened: its pieces between "…", in order, from its start."""
     (logged,) = [e for e in home.logged() if e["seq"] == event["seq"]]
     printed, whole = event["detail"], logged["detail"]
-    head, cut, tail = printed.partition("…")
-    assert printed == whole or (cut and whole.startswith(head) and whole.endswith(tail)), (printed, whole)
+    pieces, at = printed.split("…"), 0
+    for i, piece in enumerate(pieces):
+        found = whole.find(piece, at)
+        assert found >= 0 and (i or found == 0), (printed, whole)
+        at = found + len(piece)
+    assert printed == whole or len(pieces) > 1 or whole.startswith(printed), (printed, whole)
     assert {k: v for k, v in logged.items() if k != "detail"} == {k: v for k, v in event.items() if k != "detail"}
     return logged
 
@@ -185,14 +190,16 @@ def test_an_array_is_followed_to_its_end_with_progress_and_its_failed_task(slurm
     # no line per completed task; one for the failed task, said while the array went on
     state4, exit4, took4 = final_row(slurm, f"{array}_4")
     assert (state4, exit4) == ("FAILED", "3:0")
-    assert [(e["to"], e["detail"], e["terminal"]) for e in lines if e["to"] != "PROGRESS"] == [
-        (f"{array}_4 FAILED", f"exit 3:0, {took4}", False)]
+    log4 = jobdir / f"slurm-{array}_4.out"
+    (task4,) = [full(home, e) for e in lines if e["to"] != "PROGRESS"]  # with the cause its own log gives
+    assert (task4["to"], task4["terminal"], task4["outcome"]) == (f"{array}_4 FAILED", False, "failure")
+    assert re.fullmatch(re.escape(f"exit 3:0, {took4}{slurm.limit_and_wait(f'{array}_4')}; RuntimeError: task 4 "
+                                  f"failed on purpose (log: {log4})") + FIGURES, task4["detail"]), task4
     failed_at = next(i for i, e in enumerate(mine) if e["to"] == f"{array}_4 FAILED")
     assert mine[failed_at + 1]["detail"] == "5/6 done, 1 failed"  # the same check
 
     final = full(home, mine[-1])
     assert (final["kind"], final["to"], final["terminal"], final["outcome"]) == ("state", "FAILED", True, "failure")
-    log4 = jobdir / f"slurm-{array}_4.out"
     assert "Traceback (most recent call last):" in log4.read_text()
     assert re.fullmatch(re.escape(f"failed: {array}_4 FAILED (of 6); RuntimeError: task 4 failed on purpose "
                                   f"(log: {log4})") + FIGURES, final["detail"]), final
