@@ -139,33 +139,26 @@ def clip(text: str, limit: int, shown: Callable[[str], str] = one_line) -> str:
 
 
 def clip_middle(text: str, limit: int, shown: Callable[[str], str] = one_line) -> str:
-    """Shorten from the middle: a detail's start (the cause) and its end both stay, and its
-    ``(log: /path)`` stays whole, where the figures after it (``; CPU 3%, …``) go first: the
-    log is where the reader goes next."""
+    """Shorten from the middle: a detail's start (the cause) and its end both stay. Where its
+    ``(log: /path)`` is followed by figures (``; CPU 3%, …``), the figures go first, so that the
+    log, where the reader goes next, ends what is kept."""
     text = shown(text)
     if len(text) <= limit:
         return text
     if limit < 20:
         return clip(text, limit, shown)
     logs = list(_LOG.finditer(text))
-    if not logs or len(logs[-1].group()) > limit // 2:
-        return _middle(text, limit)
-    log = logs[-1]
-    before, after = text[:log.start()], text[log.end():]
-    room = limit - len(log.group())
-    keep = max(min(len(after), room - len(before)), 0)
-    after = after if keep >= len(after) else (after[: keep - 1] + "…" if keep > 1 else "")
-    return _middle(before, room - len(after)) + log.group() + after
+    if logs and logs[-1].end() < len(text):
+        end = logs[-1].end()
+        room = limit - end
+        if room > 1:
+            return text[:end] + text[end:end + room - 1] + "…"
+        text = text[:end]
+    tail = min(len(text) // 3, limit // 2)
+    return text[: limit - tail - 1] + "…" + text[len(text) - tail:]
 
 
 _LOG = re.compile(r"\(log: [^()]*\)")
-
-
-def _middle(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    tail = min(len(text) // 3, limit // 2)
-    return text[: limit - tail - 1] + "…" + text[len(text) - tail:]
 
 
 def format_text(event: Event, max_line: int = 400) -> str:
