@@ -224,19 +224,8 @@ def _json_with_jobs(event: Event, max_line: int) -> list[str]:
     counts = base.pop("counts", None)
     items = [(to, kind, host, span) for (to, kind, host), ids in _groups(event.jobs).items()
              for span in idlist.spans(ids, max_line // 3)]
-    parts: list[list[dict[str, Any]]] = [[]]
-    for to, kind, host, span in items:
-        for attempt in range(2):
-            groups = parts[-1]
-            if groups and (groups[-1]["to"], groups[-1]["type"], groups[-1]["host"]) == (to, kind, host):
-                groups[-1]["ids"].append(span)
-            else:
-                groups.append({"to": to, "type": kind, "host": host, "ids": [span]})
-            if len(_dumps({**base, "part": "99/99", "groups": groups})) <= max_line or len(groups) == 1 and \
-                    len(groups[0]["ids"]) == 1 or attempt:
-                break
-            _undo(groups)
-            parts.append([])
+    runs = idlist.packed(items, lambda run: len(_dumps({**base, "part": "99/99", "groups": _json_groups(run)})) <= max_line)
+    parts = [_json_groups(run) for run in runs]
     lines = [{**base, "groups": g} for g in parts]
     if len(parts) > 1:
         for i, line in enumerate(lines, 1):
@@ -246,11 +235,15 @@ def _json_with_jobs(event: Event, max_line: int) -> list[str]:
     return [_dumps(line) for line in lines]
 
 
-def _undo(groups: list[dict[str, Any]]) -> None:
-    """Take back the id just added (it goes on the next line)."""
-    groups[-1]["ids"].pop()
-    if not groups[-1]["ids"]:
-        groups.pop()
+def _json_groups(items: list[tuple[str, str, str, str]]) -> list[dict[str, Any]]:
+    """(to, type, host, ids) items -> ``groups``: one per run of the same to, type and host."""
+    groups: list[dict[str, Any]] = []
+    for to, kind, host, span in items:
+        if groups and (groups[-1]["to"], groups[-1]["type"], groups[-1]["host"]) == (to, kind, host):
+            groups[-1]["ids"].append(span)
+        else:
+            groups.append({"to": to, "type": kind, "host": host, "ids": [span]})
+    return groups
 
 
 def format_json(event: Event, max_line: int = 400) -> str:

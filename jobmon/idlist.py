@@ -8,7 +8,7 @@ are said as ranges: ``5000-5049``, array tasks ``1234_[0-99]`` (SLURM's own form
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable, Sequence, Tuple
+from typing import Callable, Iterable, Sequence, Tuple, TypeVar
 
 _TAIL = re.compile(r"^(.*?)(\d+)$")
 _BRACKET = re.compile(r"^(.*)\[([0-9,\-]+)\]$")
@@ -93,6 +93,20 @@ def _numbers(part: str) -> list[str]:
     if run is None:
         return [part]
     return [str(n) for n in range(int(run.group(1)), int(run.group(2)) + 1)]
+
+
+T = TypeVar("T")
+
+
+def packed(items: Sequence[T], fits: Callable[[list[T]], bool]) -> list[list[T]]:
+    """``items`` in order, in as few runs as ``fits`` allows (a JSON line's ids): an item joins the
+    current run while the run still fits with it, else starts the next; a run of one always stands."""
+    out: list[list[T]] = [[]]
+    for item in items:
+        if out[-1] and not fits([*out[-1], item]):
+            out.append([])
+        out[-1].append(item)
+    return out
 
 
 Section = Tuple[str, Sequence[str], str]  # (opening words, items, closing words)

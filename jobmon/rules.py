@@ -511,9 +511,7 @@ def advance(
     if row is not None and jtype.category(row.state) == "missing":
         row = None  # the type's own word for "no such job (yet)", e.g. nel's NOT_FOUND
     if row is None:  # not in the scheduler (yet): never a verdict until the grace period ends
-        since = book.missing_since or clock.stamp(now)
-        began = clock.parse(since) or clock.aware(now)  # Book.from_dict drops a time it cannot read
-        waited = (clock.aware(now) - began).total_seconds()
+        since, waited = _missing(book, now)
         if waited >= lost_after:
             why = f"{obs.note or 'not seen by any check'} for {_duration(waited)}"
             changes.append(Change("state", status, LOST, True, "failure", {}, why))
@@ -523,9 +521,8 @@ def advance(
     state = row.state
     held = _vanished(book.parts or {}, obs.part_rows, jtype) if jtype.terminal(state) else []
     if held:  # accounting lags: tasks known to be coming are in no row yet, so the array has not ended
-        since = book.missing_since or clock.stamp(now)
-        began = clock.parse(since) or clock.aware(now)
-        if (clock.aware(now) - began).total_seconds() < lost_after:
+        since, waited = _missing(book, now)
+        if waited < lost_after:
             return Step(status, book._replace(missing_since=since), tuple(changes))
     book = book._replace(missing_since=None)
     if (obs.part_rows and jtype.category(state) == "pending" and jtype.category(status) == "running"
@@ -741,6 +738,13 @@ def _parts_progress(status: str, before: Mapping[str, str], parts: Mapping[str, 
     failed = sum(1 for r in parts.values() if jtype.category(r.state) == "failure")
     said = f"{done}/{len(parts)} done" + (f", {failed} failed" if failed else "")
     return out + [Change("event", status, PROGRESS, False, None, {}, said)]
+
+
+def _missing(book: Book, now: datetime) -> tuple[str, float]:
+    """Since when the job (or a part it was known to have) has been missing, and for how long."""
+    since = book.missing_since or clock.stamp(now)
+    began = clock.parse(since) or clock.aware(now)  # Book.from_dict drops a time it cannot read
+    return since, (clock.aware(now) - began).total_seconds()
 
 
 def _vanished(before: Mapping[str, str], now: Mapping[str, Row] | None, jtype: JobType) -> list[str]:

@@ -97,13 +97,7 @@ def _ends_json(group: Sequence[Event], state: str, max_line: int) -> list[Line]:
                             "seq": max(e.seq for e in group)}
     items = _items([e for e in group if not e.figures], max_line // 3)
     items += [(e.id, (e.seq,)) for e in group if e.figures]
-    parts: list[list[tuple[str, tuple[int, ...]]]] = [[]]
-    for item in items:
-        trial = [*parts[-1], item]
-        if parts[-1] and len(json_line(_ends_line(base, trial, figures, "99/99"))) > max_line:
-            parts.append([item])
-        else:
-            parts[-1] = trial
+    parts = idlist.packed(items, lambda run: len(json_line(_ends_line(base, run, figures, "99/99"))) <= max_line)
     total = len(parts)
     return [Line(json_line(_ends_line(base, part, figures, f"{i}/{total}" if total > 1 else None)),
                  tuple(s for _, seqs in part for s in seqs)) for i, part in enumerate(parts, 1)]
